@@ -1,0 +1,1 @@
+"""paramspec: declarative width-scaling parameterizations."""
