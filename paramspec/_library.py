@@ -154,12 +154,16 @@ def validate(spec: Spec) -> Spec:
             continue
         if b.init is not None and b.init.kind == "value" and b.init.constant == 0:
             continue  # zero init: nothing to be unstable
-        for align in (Fraction(1, 2), Fraction(1)):
+        for align in (Fraction(1), Fraction(1, 2)):
             a = -power(b.multiplier, b.role, align)
             bb = -power(b.init, b.role, align)
             needed = stability_condition(b.role, a + bb)
             if needed is not None:
-                at = "" if align == 1 else f" at alignment {align}"
+                depends = any(
+                    p.exponent.align != 0
+                    for e in (b.multiplier, b.init) if e is not None for p in e.powers
+                )
+                at = f" at alignment {align}" if depends else ""
                 span = (b.init.span if b.init is not None and b.init.span else
                         b.multiplier.span if b.multiplier is not None and b.multiplier.span
                         else b.span)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import ast
 import difflib
 import inspect
+import os
 from fractions import Fraction
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token, Tree
@@ -69,15 +71,39 @@ _TERMINALS = {
 }
 
 
-@cache
-def _parser() -> Lark:
-    # Built once per process; LALR so that parsing is linear and never recursive.
+def _cache_file() -> str | bool:
+    """Where Lark may keep its compiled parser: the user's cache folder, never site-packages.
+
+    Building the LALR tables in strict mode takes ~0.4 s; loading them takes ~5 ms, which
+    keeps `paramspec compile` quick to start. Set PARAMSPEC_NO_CACHE=1 to disable.
+    """
+    if os.environ.get("PARAMSPEC_NO_CACHE"):
+        return False
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "paramspec"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    if not os.access(root, os.W_OK):
+        return False
+    return str(root / "pspec-grammar.lark.cache")  # Lark checks its own hash of the grammar
+
+
+def build_parser(*, cache_file: str | bool = False) -> Lark:
+    """LALR so that parsing is linear and never recursive; strict so that two terminals
+    can never silently collide (checked whenever the tables are built, not on a cache hit)."""
     return Lark(
         grammar_path().read_text(encoding="utf-8"),
         parser="lalr",
         propagate_positions=True,
         strict=True,
+        cache=cache_file,
     )
+
+
+@cache
+def _parser() -> Lark:
+    return build_parser(cache_file=_cache_file())  # built once per process
 
 
 # ---------------------------------------------------------------- entry point
@@ -208,8 +234,19 @@ def _syntax_error(e: UnexpectedInput, lines: list[str], file: str) -> SpecError:
 # ---------------------------------------------------------------- tree -> IR
 
 
+# Words people coming from other libraries write, and what paramspec calls them.
+_ALIASES = {
+    "learning_rate": "lr", "lr_mult": "lr", "learning-rate": "lr", "epsilon": "eps",
+    "weight_decay": "wd", "decay": "wd", "std": "init", "init_std": "init", "mult": "multiplier",
+    "scale": "multiplier", "output_mult": "multiplier", "width": "n", "fanin": "fan_in",
+    "fanout": "fan_out", "atan2": "adam_atan2", "adamw": "adam", "embed": "embedding",
+    "unembedding": "readout", "output": "readout", "input": "embedding", "base": "base_width",
+}
+
+
 def _suggest(word: str, options: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, options, n=1)
+    alias = _ALIASES.get(word)
+    close = [alias] if alias in options else difflib.get_close_matches(word, options, n=1)
     listed = ", ".join(f"`{o}`" for o in options)
     return (f"did you mean `{close[0]}`? " if close else "") + f"expected one of {listed}"
 
@@ -264,7 +301,8 @@ class _Builder:
         if den is not None:
             d = Fraction(str(den))
             if d == 0:
-                raise self.error(den, "division by zero")
+                raise self.error(den, "division by zero",
+                                 hint="a fraction needs a non-zero denominator, e.g. `1/2`")
             value /= d
         return value
 
@@ -319,7 +357,8 @@ class _Builder:
             factor = value.children[0]
             if isinstance(factor, Tree) and factor.data == "symbol":
                 return factor.children[0]
-        raise self.error(value, f"expected {what} here")
+        raise self.error(value, f"expected {what} here",
+                         hint="write a single word, e.g. `optimizer adam` or `role vector`")
 
     def setting_extends(self, key: Token, value: Tree) -> str:
         if value.data == "string":
@@ -451,8 +490,8 @@ class _Builder:
 
     def quantity(self, key: str, value: Tree) -> Expr:
         if value.data != "expr":
-            raise self.error(value, f"`{key}` takes an expression such as `n^(-1/2)`, not "
-                             "a string or selectors")
+            raise self.error(value, f"`{key}` takes an expression, not a string or selectors",
+                             hint=f"e.g. `{key} n^(-1/2)` or `{key} 2 * fan_in^(-1/2)`")
         constant = Fraction(1)
         powers: list[Power] = []
         keyword: Token | None = None
@@ -465,7 +504,8 @@ class _Builder:
                 word = str(tok)
                 if word in ("auto", "keep"):
                     if keyword is not None:
-                        raise self.error(tok, f"`{word}` appears twice")
+                        raise self.error(tok, f"`{word}` appears twice",
+                                         hint=f"write `{word}` once, e.g. `lr 0.5 * auto`")
                     keyword = tok
                     continue
                 powers.append(Power(symbol=self.symbol(tok), exponent=Exponent(const=Fraction(1))))
@@ -488,11 +528,13 @@ class _Builder:
                                  hint=f"`{word}` stands for the whole width factor; only a "
                                  "constant may multiply it, e.g. `lr 0.5 * auto`")
             if word == "keep" and constant != 1:
-                raise self.error(value, "`keep` cannot have a constant")
+                raise self.error(value, "`keep` cannot have a constant",
+                                 hint="`init keep` keeps the module's own values as they are")
             return Expr(kind=word, constant=constant, span=span)
         minimum, what = (0, "zero or positive") if key in ("init", "lr", "wd") else (None, "positive")
         if constant < 0 or (minimum is None and constant == 0):
-            raise self.error(value, f"the constant of `{key}` must be {what}, got {constant}")
+            raise self.error(value, f"the constant of `{key}` must be {what}, got {constant}",
+                             hint=f"write e.g. `{key} 1` or `{key} 0.5 * n^(-1/2)`")
         return Expr(constant=constant, powers=tuple(powers), span=span)
 
     def symbol(self, tok: Token) -> str:
@@ -501,7 +543,8 @@ class _Builder:
             raise self.error(tok, "`align` is a number in [1/2, 1], not a width",
                              hint="use it inside an exponent, e.g. `n^(-align)`")
         if word in ("auto", "keep"):
-            raise self.error(tok, f"`{word}` cannot be raised to a power")
+            raise self.error(tok, f"`{word}` cannot be raised to a power",
+                             hint=f"`{word}` stands alone, optionally times a constant")
         if word not in SYMBOLS:
             raise self.error(tok, f"unknown symbol `{word}`", hint=_suggest(word, SYMBOLS))
         return word
@@ -541,7 +584,8 @@ class _Builder:
             name, *den = node.children
             divisor = self.fraction(den[0], exact=True) if den else Fraction(1)
             if divisor == 0:
-                raise self.error(den[0], "division by zero")
+                raise self.error(den[0], "division by zero",
+                                 hint="a fraction needs a non-zero denominator, e.g. `align/2`")
             value = sign / divisor
         if str(name) != "align":
             raise self.error(name, f"`{name}` cannot appear in an exponent",

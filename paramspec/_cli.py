@@ -1,0 +1,217 @@
+"""The `paramspec` command: a thin typer shell over the Python API.
+
+Exit codes: 0 ok; 2 a user error (bad spec, flag or file: a `SpecError`, printed with
+file:line:col and a fix, never a traceback); 3 a negative answer (`check` finds the spec
+unstable, `equiv` finds two specs different, `fmt --check` finds unformatted text);
+1 an internal bug in paramspec (set PARAMSPEC_DEBUG=1 for the traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._errors import SpecError
+
+EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_NO = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="paramspec",
+    help="Compile, check and compare width-scaling parameterizations (.pspec files).",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class OptimizerName(str, Enum):
+    adam = "adam"
+    adam_atan2 = "adam_atan2"
+    sgd = "sgd"
+    adafactor = "adafactor"
+
+
+SpecArg = Annotated[str, typer.Argument(help="A built-in spec name (see `paramspec list`) "
+                                        "or the path of a .pspec file.")]
+WidthOpt = Annotated[int, typer.Option("--width", help="Model width to compile for.")]
+BaseWidthOpt = Annotated[int | None, typer.Option(
+    "--base-width", help="Width at which the constants were tuned (default: the spec's, else 1).")]
+AlignmentOpt = Annotated[str | None, typer.Option(
+    "--alignment", help="full | none | a rational in [1/2, 1] (default: the spec's, else full).")]
+OptimizerOpt = Annotated[OptimizerName | None, typer.Option(
+    "--optimizer", help="adam | adam_atan2 | sgd | adafactor (default: the spec's, else adam).")]
+FormatOpt = Annotated[Format, typer.Option("--format", help="table (readable) or json.")]
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _json(data: Any) -> None:
+    _emit(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def handle_errors(fn):
+    """User errors exit 2 with the located message; bugs exit 1 without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as e:
+            sys.stderr.write(f"{e}\n")
+            raise typer.Exit(EXIT_USER) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # an internal bug: say so plainly
+            if os.environ.get("PARAMSPEC_DEBUG"):
+                traceback.print_exc()
+            sys.stderr.write(
+                f"internal error in paramspec: {type(e).__name__}: {e}\n"
+                "This is a bug in paramspec, not in your spec. Rerun with PARAMSPEC_DEBUG=1 "
+                "for the traceback and report it.\n"
+            )
+            raise typer.Exit(EXIT_BUG) from None
+
+    return wrapper
+
+
+def _render_table(title: str, columns: list[str], rows: list[list[str]],
+                  caption: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i < 2 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(120, len(title))).print(table)
+
+
+def _num(x: float | None) -> str:
+    return "keep" if x is None else f"{x:.6g}"
+
+
+# ---------------------------------------------------------------------------- compile
+
+
+@app.command("compile")
+@handle_errors
+def compile_cmd(
+    spec: SpecArg,
+    width: WidthOpt = 1024,
+    base_width: BaseWidthOpt = None,
+    alignment: AlignmentOpt = None,
+    optimizer: OptimizerOpt = None,
+    format: FormatOpt = Format.table,
+) -> None:
+    """Resolve SPEC for a width: exact per-layer exponents and the numbers to use."""
+    from ._compile import compile as compile_spec
+
+    c = compile_spec(spec, width=width, base_width=base_width, alignment=alignment,
+                     optimizer=optimizer.value if optimizer else None)
+    table = c.table()
+    if format is Format.json:
+        _json(table)
+        return
+    rows = []
+    for name, layer in table["layers"].items():
+        e, v = layer["exponents"], layer["values"]
+        rows.append([name, layer["role"], e["a"], e["b"], e["c"], e["e"], e["wd"],
+                     _num(v["multiplier"]), _num(v["init_std"]), _num(v["lr_scale"]),
+                     _num(v["eps_scale"]), _num(v["wd_scale"])])
+    title = (f"{table['spec']}: optimizer {table['optimizer']}, alignment {table['alignment']}, "
+             f"width {table['width']}, base width {table['base_width']} (n = {c.n:g})")
+    _render_table(
+        title,
+        ["layer", "role", "a", "b", "c", "e", "wd", "multiplier", "init std", "lr x", "eps x",
+         "wd x"],
+        rows,
+        caption="Exponents: quantity ∝ n^(-x) (a multiplier, b init std, c learning rate, "
+        "e epsilon, wd weight decay).\nValues at this width for nominal shapes; lr/eps/wd are "
+        "factors on your global learning rate, epsilon and weight decay.",
+    )
+
+
+# ---------------------------------------------------------------------------- list
+
+
+def _summary(doc: str | None, limit: int = 100) -> str:
+    """The first line of a doc string (by convention a one-line summary)."""
+    lines = (doc or "").strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@app.command("list")
+@handle_errors
+def list_cmd(format: FormatOpt = Format.table) -> None:
+    """Show the built-in specs with the first line of their doc strings."""
+    from ._library import builtin_names, load
+
+    entries = []
+    for name in builtin_names():
+        spec = load(name)
+        entries.append({"name": name, "doc": _summary(spec.doc),
+                        "optimizer": spec.optimizer})
+    if format is Format.json:
+        _json(entries)
+        return
+    width = max(len(e["name"]) for e in entries)
+    for e in entries:
+        _emit(f"{e['name']:<{width}}  {e['doc']}")
+
+
+# ---------------------------------------------------------------------------- fmt, schema
+
+
+@app.command("fmt")
+@handle_errors
+def fmt_cmd(
+    path: Annotated[Path, typer.Argument(help="A .pspec file.")],
+    check: Annotated[bool, typer.Option("--check", help="Exit 3 if the file is not in "
+                                        "canonical form, instead of printing it.")] = False,
+) -> None:
+    """Print a .pspec file in canonical form (comments are not kept; use doc strings)."""
+    from ._library import _read
+    from ._render import render
+
+    text = render(_read(path))
+    if check:
+        if path.read_text(encoding="utf-8") != text:
+            sys.stderr.write(f"{path} is not in canonical form (run `paramspec fmt {path}`)\n")
+            raise typer.Exit(EXIT_NO)
+        return
+    _emit(text.rstrip("\n"))
+
+
+@app.command("schema")
+@handle_errors
+def schema_cmd() -> None:
+    """Print the JSON schema of the Spec IR."""
+    from ._ir import Spec
+
+    _json(Spec.model_json_schema())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
