@@ -1,0 +1,55 @@
+"""Cold start of `paramspec compile`: median wall time of fresh processes.
+
+    python benchmarks/cli_cold_start.py [--repeats 21]
+
+Each run is a new Python process (`paramspec compile mup --format json`), as a user
+types it; the grammar's LALR tables come from the user cache after the first run (the
+first, warming run is not counted). Compared against a bare `python -c pass` in the same
+run, so the figure can be read relative to the interpreter's own start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+
+def _time(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=21)
+    args = parser.parse_args()
+    exe = shutil.which("paramspec")
+    cli = [exe] if exe else [sys.executable, "-m", "paramspec"]
+    cli += ["compile", "mup", "--width", "4096", "--base-width", "256", "--format", "json"]
+    bare = [sys.executable, "-c", "pass"]
+    _time(cli)  # warm the grammar cache and the OS file cache
+    cli_times, bare_times = [], []
+    for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
+        cli_times.append(_time(cli))
+        bare_times.append(_time(bare))
+    result = {
+        "compile_median_s": round(statistics.median(cli_times), 4),
+        "compile_min_s": round(min(cli_times), 4),
+        "python_bare_median_s": round(statistics.median(bare_times), 4),
+        "ratio_to_bare": round(statistics.median(cli_times) / statistics.median(bare_times), 1),
+        "target_median_s": 0.3,
+        "repeats": args.repeats,
+    }
+    print(f"paramspec compile cold start: median {result['compile_median_s']:.3f} s "
+          f"(min {result['compile_min_s']:.3f} s; bare python {result['python_bare_median_s']:.3f} s)")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
