@@ -197,7 +197,8 @@ def resolve_theory(spec: Spec, optimizer: str, alignment: Fraction) -> Theory:
     # -- gradients (§6) and the update exponents r (§4)
     m = _readout_factor(outputs, optimizer)
     for layer in layers.values():
-        layer.g = layer.a if layer.role == "output" else layer.a + m
+        # the readout's gradient and a constant-role one carry no width factor of their own
+        layer.g = layer.a if layer.role in ("output", "constant") else layer.a + m
     _update_exponents(spec, layers, optimizer, alpha, u, omega)
 
     # -- epsilon and weight decay

@@ -32,7 +32,7 @@ def test_compile_json_matches_design_contract():
     assert list(data) == ["spec", "optimizer", "alignment", "width", "base_width", "layers"]
     assert data["spec"] == "mup" and data["optimizer"] == "adam" and data["alignment"] == "1"
     assert data["width"] == 4096 and data["base_width"] == 256
-    assert list(data["layers"]) == ["embedding", "hidden", "readout"]
+    assert list(data["layers"]) == ["embedding", "hidden", "readout", "vectors", "constants"]
     assert data["layers"]["embedding"] == DESIGN_EMBEDDING
     hidden = data["layers"]["hidden"]
     assert hidden["exponents"] == {"a": "0", "b": "1/2", "c": "1", "e": "1", "wd": "0"}
@@ -141,3 +141,16 @@ def test_import_paramspec_and_compile_do_not_import_jax():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).parent)
     assert out.stdout.strip() == "[]"
+
+
+def test_readme_example_output_is_current(tmp_path, monkeypatch):
+    """The README's tour shows real output: rerun it and compare the table."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    spec_text = readme.split("# my-mup.pspec\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my-mup.pspec").write_text(spec_text)
+    monkeypatch.chdir(tmp_path)
+    result = run("compile", "my-mup.pspec", "--width", "2048", "--base-width", "128")
+    shown = readme.split("$ paramspec compile my-mup.pspec --width 2048 --base-width 128\n")[1]
+    shown_lines = shown.split("```", 1)[0].strip().splitlines()
+    actual = [line.rstrip() for line in result.stdout.splitlines() if line.strip()]
+    assert actual[: len(shown_lines)] == shown_lines

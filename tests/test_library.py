@@ -37,7 +37,8 @@ def test_extends_merges_quantities_and_adds_blocks():
     child = ps.load(EXTENDS / "child.pspec")
     mup = ps.load("mup")
     assert child.name == "child" and child.optimizer == "adam"
-    assert [b.name for b in child.blocks] == ["embedding", "hidden", "readout", "norms"]
+    assert [b.name for b in child.blocks] == ["embedding", "hidden", "readout", "vectors",
+                                            "constants", "norms"]
     hidden = child.block("hidden")
     assert hidden.lr.kind == "auto" and hidden.lr.constant == 2
     assert hidden.init == mup.block("hidden").init  # inherited
