@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import traceback
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,12 +33,12 @@ app = typer.Typer(
 )
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
 
 
-class OptimizerName(str, Enum):
+class OptimizerName(StrEnum):
     adam = "adam"
     adam_atan2 = "adam_atan2"
     sgd = "sgd"

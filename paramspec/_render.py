@@ -6,7 +6,16 @@ import json
 from decimal import Decimal
 from fractions import Fraction
 
-from ._ir import QUANTITIES, ROLE_BLOCKS, Block, Expr, Selector, Spec, _fraction_text, render_exponent
+from ._ir import (
+    QUANTITIES,
+    ROLE_BLOCKS,
+    Block,
+    Expr,
+    Selector,
+    Spec,
+    _fraction_text,
+    render_exponent,
+)
 
 __all__ = ["render", "render_expr", "render_number"]
 

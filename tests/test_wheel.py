@@ -39,8 +39,8 @@ def test_installed_wheel_compiles_from_another_folder(wheel, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site), "PARAMSPEC_NO_CACHE": "1"}
-    code = ("import paramspec, json; assert paramspec.__file__.startswith(%r), paramspec.__file__;"
-            "print(json.dumps(paramspec.compile('sp-embed-lr', width=512).table()))" % str(site))
+    code = (f"import paramspec, json; assert paramspec.__file__.startswith({str(site)!r});"
+            "print(json.dumps(paramspec.compile('sp-embed-lr', width=512).table()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env,
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
