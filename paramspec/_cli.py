@@ -148,6 +148,91 @@ def compile_cmd(
     )
 
 
+# ---------------------------------------------------------------------------- analysis
+
+AnyOptimizerOpt = Annotated[str | None, typer.Option(
+    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | all (default: the spec's; "
+    "every optimizer when the spec sets none).")]
+AnyAlignmentOpt = Annotated[str | None, typer.Option(
+    "--alignment", help="full | none | Q | all (default: the spec's; both when it sets none).")]
+
+
+@app.command("check")
+@handle_errors
+def check_cmd(
+    spec: SpecArg,
+    optimizer: AnyOptimizerOpt = None,
+    alignment: AnyAlignmentOpt = None,
+    width: Annotated[int | None, typer.Option(
+        "--width", help="Width at which to test for epsilon underflow (default 16384).")] = None,
+    base_width: BaseWidthOpt = None,
+    eps: Annotated[float, typer.Option("--eps", help="Base Adam epsilon.")] = 1e-8,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Also exit 3 when there are warnings (epsilon underflow).")] = False,
+    format: FormatOpt = Format.table,
+) -> None:
+    """Is SPEC stable? Per layer: a+b, the update exponent r, the gradient exponent g, a
+    verdict, and epsilon-underflow warnings. Exit 0 when stable, 3 when not."""
+    from ._analysis import check, render_check, to_text
+
+    report = check(spec, optimizer=optimizer, alignment=alignment, width=width,
+                   base_width=base_width, eps=eps)
+    if format is Format.json:
+        _json(report.to_dict())
+    else:
+        _emit(to_text(render_check(report)))
+    if not report.stable or (strict and report.warnings):
+        raise typer.Exit(EXIT_NO)
+
+
+@app.command("explain")
+@handle_errors
+def explain_cmd(
+    spec: SpecArg,
+    layer: Annotated[str, typer.Option("--layer", help="The block to explain.")],
+    optimizer: OptimizerOpt = None,
+    alignment: AlignmentOpt = None,
+    width: Annotated[int | None, typer.Option(
+        "--width", help="Also show the numbers at this width.")] = None,
+    base_width: BaseWidthOpt = None,
+) -> None:
+    """Derive each of LAYER's exponents, step by step, in plain words."""
+    from ._analysis import explain
+
+    _emit(explain(spec, layer, optimizer=optimizer.value if optimizer else None,
+                  alignment=alignment, width=width, base_width=base_width))
+
+
+@app.command("equiv")
+@handle_errors
+def equiv_cmd(
+    a: Annotated[str, typer.Argument(help="First spec (name or path).")],
+    b: Annotated[str, typer.Argument(help="Second spec (name or path).")],
+    optimizer: OptimizerOpt = None,
+    alignment: AlignmentOpt = None,
+    width: Annotated[int, typer.Option("--width", help="Width for comparing constants.")] = 1024,
+    base_width: BaseWidthOpt = None,
+    exponents_only: Annotated[bool, typer.Option(
+        "--exponents-only", help="Compare exponents only, not the constants.")] = False,
+    weight_decay: Annotated[bool, typer.Option(
+        "--weight-decay", help="Also require the per-step weight decay to match.")] = False,
+    format: FormatOpt = Format.table,
+) -> None:
+    """Do A and B train identically under the symmetry (a, b, c, e) -> (a+θ, b-θ, c', e')?
+    Prints θ per layer and the canonical forms. Exit 0 when equivalent, 3 when not."""
+    from ._analysis import equivalent, render_equiv, to_text
+
+    report = equivalent(a, b, optimizer=optimizer.value if optimizer else None,
+                        alignment=alignment, width=width, base_width=base_width,
+                        constants=not exponents_only, weight_decay=weight_decay)
+    if format is Format.json:
+        _json(report.to_dict())
+    else:
+        _emit(to_text(render_equiv(report)))
+    if not report.equivalent:
+        raise typer.Exit(EXIT_NO)
+
+
 # ---------------------------------------------------------------------------- list
 
 
