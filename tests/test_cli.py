@@ -154,3 +154,28 @@ def test_readme_example_output_is_current(tmp_path, monkeypatch):
     shown_lines = shown.split("```", 1)[0].strip().splitlines()
     actual = [line.rstrip() for line in result.stdout.splitlines() if line.strip()]
     assert actual[: len(shown_lines)] == shown_lines
+
+
+@pytest.mark.parametrize("name", ["sp", "ntk", "mup", "mfp", "sp-perlayer"])
+def test_check_passes_builtins_for_their_optimizer(name):
+    result = run("check", name, "--format", "json")
+    assert result.exit_code == 0, result.stdout
+    data = json.loads(result.stdout)
+    assert data["stable"] is True and data["feature_learning"] is True
+
+
+@pytest.mark.parametrize("name", ["sp-global", "sp-embed-lr"])
+def test_check_fails_sweep_baselines_naming_the_layer(name):
+    result = run("check", name)
+    assert result.exit_code == 3
+    assert "hidden" in result.stdout and "unstable" in result.stdout.lower()
+
+
+def test_explain_and_equiv_commands():
+    result = run("explain", "mup", "--layer", "hidden")
+    assert result.exit_code == 0 and "c = 1" in result.stdout
+    assert run("explain", "mup", "--layer", "nope").exit_code == 2
+    ok = run("equiv", "mup", "mfp", "--optimizer", "sgd", "--format", "json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["equivalent"] is True
+    assert json.loads(ok.stdout)["theta"]["readout"] == "1/2"
+    assert run("equiv", "sp", "mup").exit_code == 3
