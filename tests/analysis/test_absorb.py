@@ -142,7 +142,9 @@ def test_absorbed_form_trains_like_the_multiplier_form(spec, optimizer):
     with jax.enable_x64(True):
         _, mult, multiplier_form, absorbed_form = _both_forms(spec, optimizer)
     assert any(abs(m - 1) > 0.4 for m in mult.values())  # the test folds real multipliers
-    assert _max_rel(multiplier_form, absorbed_form) < 1e-10
+    # paramspec's atan2 kernel computes in float32 (see _optax/_atan2.py); the rest is float64.
+    tol = 1e-6 if optimizer == "adam_atan2" else 1e-10
+    assert _max_rel(multiplier_form, absorbed_form) < tol
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

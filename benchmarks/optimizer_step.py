@@ -1,0 +1,159 @@
+"""Cost of the compiled optimizer against hand-written Optax, on a ~10M-parameter pytree.
+
+Measures the median wall time of one jitted update + apply step (params and state
+donated, `block_until_ready` after every step) for
+
+- `compiled adam`: `build_optimizer("adam", ...)` with distinct per-leaf lr_scale, eps and
+  weight decay (every stage of the chain doing work);
+- `optax.adamw`: the hand-written baseline with one lr, eps and weight decay;
+- `compiled adam_atan2`: the same per-leaf numbers with the atan2 core.
+
+The three are measured interleaved (A B C A B C ...), so drift of the machine (other
+jobs, frequency scaling) hits all of them alike. Prints a table and one JSON line:
+
+    /work/venv/bin/python benchmarks/optimizer_step.py [--repeats 100] [--width 512]
+
+Targets: compiled adam / optax.adamw <= 1.02; atan2 / adam <= 1.10; state bytes ratio 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from paramspec._optax._chain import build_optimizer
+
+
+def make_params(width: int, vocab: int, blocks: int) -> dict[str, jax.Array]:
+    """A transformer-shaped pytree: embedding, MLP blocks with gains, readout."""
+    rng = np.random.default_rng(0)
+
+    def normal(*shape: int) -> jax.Array:
+        return jnp.asarray((rng.normal(size=shape) / np.sqrt(shape[0])).astype(np.float32))
+
+    params = {"embed": normal(vocab, width), "readout": normal(width, vocab)}
+    for i in range(blocks):
+        params[f"block{i}.up"] = normal(width, 4 * width)
+        params[f"block{i}.down"] = normal(4 * width, width)
+        params[f"block{i}.gain"] = jnp.ones(width)
+    return params
+
+
+def per_leaf_numbers(params: dict[str, jax.Array], width: int, base: int = 128):
+    """muP-like numbers: distinct per role, so every per-leaf stage does real work."""
+    n = width / base
+    lr, eps, wd = {}, {}, {}
+    for name, p in params.items():
+        if name == "embed" or p.ndim == 1:
+            lr[name], eps[name] = 1.0, 1e-8
+        elif name == "readout":
+            lr[name], eps[name] = n**-0.5, 1e-8 * n**-0.5
+        else:
+            lr[name], eps[name] = 1.0 / n, 1e-8 / n
+        wd[name] = 0.0 if p.ndim == 1 else 0.1
+    return lr, eps, wd
+
+
+def make_step(opt: optax.GradientTransformation):
+    def step(params, state, grads):
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+def nbytes(tree) -> int:
+    return sum(x.nbytes for x in jax.tree.leaves(tree))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--vocab", type=int, default=4096)
+    parser.add_argument("--blocks", type=int, default=3)
+    args = parser.parse_args()
+
+    params = make_params(args.width, args.vocab, args.blocks)
+    count = sum(p.size for p in jax.tree.leaves(params))
+    lr_scale, eps, wd = per_leaf_numbers(params, args.width)
+    learning_rate = 1e-3
+    optimizers = {
+        "compiled adam": build_optimizer(
+            "adam", learning_rate=learning_rate, lr_scale=lr_scale, eps=eps, weight_decay=wd
+        ),
+        "optax.adamw": optax.adamw(learning_rate, eps=1e-8, weight_decay=0.1),
+        "compiled adam_atan2": build_optimizer(
+            "adam_atan2", learning_rate=learning_rate, lr_scale=lr_scale, eps=eps, weight_decay=wd
+        ),
+    }
+    rng = np.random.default_rng(1)
+    grads = {k: jnp.asarray(rng.normal(size=p.shape).astype(np.float32)) for k, p in params.items()}
+
+    runs = {}
+    for name, opt in optimizers.items():
+        p = jax.tree.map(jnp.copy, params)
+        runs[name] = {"step": make_step(opt), "params": p, "state": jax.jit(opt.init)(p)}
+    state_bytes = {name: nbytes(run["state"]) for name, run in runs.items()}
+
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for i in range(args.warmup + args.repeats):
+        for name, run in runs.items():  # interleaved: A B C A B C ...
+            start = time.perf_counter()
+            run["params"], run["state"] = run["step"](run["params"], run["state"], grads)
+            jax.block_until_ready((run["params"], run["state"]))
+            if i >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+
+    median = {name: statistics.median(t) for name, t in times.items()}
+    result = {
+        "device": str(jax.devices()[0].device_kind),
+        "params": int(count),
+        "repeats": args.repeats,
+        "median_ms": {name: round(1e3 * m, 3) for name, m in median.items()},
+        "ratio_compiled_adam_vs_optax_adamw": round(
+            median["compiled adam"] / median["optax.adamw"], 4
+        ),
+        "ratio_atan2_vs_compiled_adam": round(
+            median["compiled adam_atan2"] / median["compiled adam"], 4
+        ),
+        "state_bytes": state_bytes,
+        "state_bytes_ratio_compiled_adam_vs_optax_adamw": state_bytes["compiled adam"]
+        / state_bytes["optax.adamw"],
+    }
+
+    print(
+        f"{count / 1e6:.1f}M parameters, {args.repeats} interleaved repeats on {result['device']}"
+    )
+    print(f"{'optimizer':<22}{'median ms':>12}{'p10 ms':>10}{'p90 ms':>10}{'state MB':>11}")
+    for name, t in times.items():
+        p10, p90 = np.percentile(t, [10, 90])
+        print(
+            f"{name:<22}{1e3 * median[name]:>12.3f}{1e3 * p10:>10.3f}{1e3 * p90:>10.3f}"
+            f"{state_bytes[name] / 2**20:>11.2f}"
+        )
+    print(
+        f"compiled adam / optax.adamw = {result['ratio_compiled_adam_vs_optax_adamw']:.4f}"
+        " (target <= 1.02)"
+    )
+    print(
+        f"adam_atan2 / compiled adam  = {result['ratio_atan2_vs_compiled_adam']:.4f}"
+        " (target <= 1.10)"
+    )
+    print(
+        "state bytes compiled adam / optax.adamw = "
+        f"{result['state_bytes_ratio_compiled_adam_vs_optax_adamw']:.4f}"
+    )
+    print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
