@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._errors import SpecError
@@ -89,7 +90,7 @@ def compile(  # noqa: A001 - the verb users expect: paramspec.compile
     align = parse_alignment(alignment) if alignment is not None else (
         spec.alignment if spec.alignment is not None else Fraction(1))
     theory = resolve_theory(spec, opt, align)
-    return Compiled(spec=spec, width=width, base_width=base, alignment=align, optimizer=opt,
+    return Compiled(spec=spec, width=width, base_width=base, alignment=align, optimizer_name=opt,
                     theory=theory)
 
 
@@ -101,7 +102,7 @@ class Compiled:
     width: int
     base_width: int
     alignment: Fraction
-    optimizer: str
+    optimizer_name: str  # adam | adam_atan2 | sgd | adafactor (`optimizer()` builds it)
     theory: Theory = field(repr=False)
 
     @property
@@ -179,9 +180,58 @@ class Compiled:
             }
         return {
             "spec": self.spec.name,
-            "optimizer": self.optimizer,
+            "optimizer": self.optimizer_name,
             "alignment": str(self.alignment),
             "width": self.width,
             "base_width": self.base_width,
             "layers": layers,
         }
+
+    # ------------------------------------------------------------------ backends (JAX)
+
+    def init(self, make_model: Callable[[int, Any], Any], key: Any, *,
+             other_width: int | None = None, roles: Mapping[str, str] | None = None,
+             layouts: Mapping[str, Any] | None = None, form: str = "multiplier") -> Any:
+        """Build `make_model(width, key)` at this width, parameterized by the spec.
+
+        Each parameter's role comes from how its shape changes between `width` and
+        `other_width` (default 2 * width; traced with `eqx.filter_eval_shape`, so no memory
+        is used); its block from the spec's `match` lines and roles (`roles=` overrides,
+        see `apply`). Every parameter is re-drawn from N(0, init_std^2) (`init keep` keeps
+        the module's values) and the model computes with `W = multiplier * w`.
+        `form="absorbed"` folds the multipliers into init, learning rate and eps instead
+        (exact for sgd, adam_atan2, and adam with eps auto; an error where it is not).
+        """
+        from ._equinox._build import init
+
+        return init(self, make_model, key, other_width=other_width, roles=roles,
+                    layouts=layouts, form=form)  # type: ignore[arg-type]
+
+    def apply(self, model: Any, key: Any, *, roles: Mapping[str, str] | None = None,
+              layouts: Mapping[str, Any] | None = None, form: str = "multiplier") -> Any:
+        """`init` for a model that is already built: one width cannot tell roles, so every
+        parameter must be selected by a `match` line of the spec or by `roles=`, a
+        mapping from selectors (`"module=LayerNorm, field=weight"`, `"path=head.*"` or a
+        bare path glob) to a role (`"hidden"`, ...) or a block name."""
+        from ._equinox._build import apply
+
+        return apply(self, model, key, roles=roles, layouts=layouts, form=form)  # type: ignore[arg-type]
+
+    def optimizer(self, model: Any, *, learning_rate: Any, eps: float = 1e-8,
+                  weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,
+                  momentum: float | None = 0.9, atan2_a: float = 1.27, atan2_b: float = 1.0,
+                  adafactor_kwargs: Mapping[str, Any] | None = None) -> Any:
+        """The Optax optimizer for a model built by `init`/`apply`.
+
+        A standard `optax.GradientTransformation` (an `optax.named_chain`: core ->
+        lr_scale -> weight_decay -> learning_rate) for the spec's optimizer, with each
+        parameter's learning-rate factor, epsilon (`eps` times its factor) and decoupled
+        weight decay (`weight_decay` times its factor; per-step decay learning_rate *
+        lr factor * wd) baked in as static floats. `learning_rate` may be a float or an
+        Optax schedule. Initialise it with `eqx.filter(model, eqx.is_inexact_array)`.
+        """
+        from ._equinox._build import optimizer
+
+        return optimizer(self, model, learning_rate=learning_rate, eps=eps,
+                         weight_decay=weight_decay, b1=b1, b2=b2, momentum=momentum,
+                         atan2_a=atan2_a, atan2_b=atan2_b, adafactor_kwargs=adafactor_kwargs)

@@ -42,7 +42,7 @@ class Override:
 
 
 def parse_override(key: str, target: str) -> Override:
-    """`"module=LayerNorm, field=weight"`, `"path=blocks.*.g"` or a bare path glob."""
+    """`"module=LayerNorm, field=weight"`, `"path=blocks[*].g"` or a bare path glob."""
     fields: dict[str, str] = {}
     if "=" in key:
         for part in key.split(","):
@@ -51,7 +51,7 @@ def parse_override(key: str, target: str) -> Override:
             if not sep or name not in ("module", "field", "path") or not value:
                 raise SpecError(
                     f"cannot read the roles= selector {key!r}",
-                    hint='use "module=Linear", "field=weight", "path=blocks.*.norm.weight" '
+                    hint='use "module=Linear", "field=weight", "path=blocks[*].norm*.weight" '
                     "(comma-separated, all must hold) or a bare path glob",
                 )
             fields[name] = value
@@ -65,7 +65,8 @@ def selects(selector: Selector, leaf: LeafLike) -> bool:
         return False
     if selector.field is not None and selector.field != leaf.field:
         return False
-    return selector.path is None or fnmatch.fnmatchcase(leaf.path, selector.path)
+    # Paths contain `[0]`; in a glob `[` would open a character class, so it is literal.
+    return selector.path is None or fnmatch.fnmatchcase(leaf.path, selector.path.replace("[", "[[]"))
 
 
 def _listing(lines: Sequence[str], limit: int = 12) -> str:

@@ -94,9 +94,9 @@ def test_alignment_dependent_init_is_checked_at_both_ends():
 
 def test_compile_defaults_and_overrides():
     c = ps.compile("mup", width=64)
-    assert (c.optimizer, c.alignment, c.base_width) == ("adam", F(1), 1)
+    assert (c.optimizer_name, c.alignment, c.base_width) == ("adam", F(1), 1)
     c = ps.compile("mup", width=64, base_width=16, alignment=0.75, optimizer="sgd")
-    assert (c.optimizer, c.alignment, c.base_width, c.n) == ("sgd", F(3, 4), 16, 4.0)
+    assert (c.optimizer_name, c.alignment, c.base_width, c.n) == ("sgd", F(3, 4), 16, 4.0)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

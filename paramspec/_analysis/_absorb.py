@@ -96,7 +96,7 @@ def absorb_layer(
     """
     compiled.block(name)  # an unknown name is a SpecError that lists the blocks
     t = compiled.theory.layers[name]
-    opt = compiled.optimizer
+    opt = compiled.optimizer_name
     values = effective_values(compiled, name, fan_in=fan_in, fan_out=fan_out)
     m = values["init_scale"]
     assert m is not None
@@ -179,7 +179,7 @@ def render_absorbed(compiled: Compiled, absorbed: dict[str, AbsorbedLayer]) -> A
     from rich.table import Table
 
     table = Table(
-        title=f"{compiled.spec.name} absorbed ({compiled.optimizer}, width "
+        title=f"{compiled.spec.name} absorbed ({compiled.optimizer_name}, width "
         f"{compiled.width}, base width {compiled.base_width}): multiplier 1",
         title_justify="left",
         show_edge=False,

@@ -423,7 +423,7 @@ def _eps_check(
     grad_width: int,
     ratio: float,
 ) -> EpsUnderflow | None:
-    if compiled.optimizer not in OPTIMIZERS_WITH_EPS:
+    if compiled.optimizer_name not in OPTIMIZERS_WITH_EPS:
         return None
     scale = compiled.value(layer.name, "eps")
     assert scale is not None

@@ -107,12 +107,12 @@ def init_kind(compiled: Compiled, name: str) -> str:
 def canonical(compiled: Compiled, name: str) -> dict[str, str]:
     """A layer shifted to `a = 0`: the invariants of the symmetry, as exact strings."""
     t: LayerTheory = compiled.theory.layers[name]
-    moved = shift({"a": t.a, "b": t.b, "c": t.c, "e": t.e, "wd": t.wd}, -t.a, compiled.optimizer)
+    moved = shift({"a": t.a, "b": t.b, "c": t.c, "e": t.e, "wd": t.wd}, -t.a, compiled.optimizer_name)
     out = {"role": t.role, "init": init_kind(compiled, name), "a": str(moved["a"])}
     if out["init"] != "zero":
         out["b"] = str(moved["b"])  # a + b
     out["c"] = str(moved["c"])  # c + k a
-    if compiled.optimizer in EPS_MOVES:
+    if compiled.optimizer_name in EPS_MOVES:
         out["e"] = str(moved["e"])  # e - a
     out["decay"] = str(t.c + t.wd)  # per-step decay lr * wd: invariant by construction
     return out
@@ -134,7 +134,7 @@ def effective_values(
     - `eps_scale = eps / |m|` (adam, adafactor: the gradient of w' is grad_w / m),
     - `wd_scale = wd l / l'`, keeping the per-step decay `lr * wd` of W.
     """
-    _check_optimizer(compiled.optimizer)
+    _check_optimizer(compiled.optimizer_name)
     fans = {"fan_in": fan_in, "fan_out": fan_out}
     m = compiled.value(name, "multiplier", **fans)
     s = compiled.value(name, "init", **fans)
@@ -148,7 +148,7 @@ def effective_values(
             "there is nothing to fold",
             hint="give the block a non-zero multiplier (use `init 0` for a zero start)",
         )
-    k = SHIFT_C[compiled.optimizer]
+    k = SHIFT_C[compiled.optimizer_name]
     am = abs(m)
     lr_new = lr * am**k
     return {
@@ -156,7 +156,7 @@ def effective_values(
         "init_scale": m,
         "init_std": None if s is None else am * s,
         "lr_scale": lr_new,
-        "eps_scale": eps / am if compiled.optimizer in EPS_MOVES else eps,
+        "eps_scale": eps / am if compiled.optimizer_name in EPS_MOVES else eps,
         "wd_scale": wd * lr / lr_new if lr_new != 0 else wd,
     }
 
@@ -266,10 +266,10 @@ def equivalent(
     cb = _compile(spec_b, optimizer, alignment, width, base_width)
     reasons: list[str] = []
     notes: list[str] = []
-    if ca.optimizer != cb.optimizer:
+    if ca.optimizer_name != cb.optimizer_name:
         reasons.append(
-            f"`{spec_a.name}` trains with {ca.optimizer}, `{spec_b.name}` with "
-            f"{cb.optimizer}; pass optimizer= to compare both under one"
+            f"`{spec_a.name}` trains with {ca.optimizer_name}, `{spec_b.name}` with "
+            f"{cb.optimizer_name}; pass optimizer= to compare both under one"
         )
     if ca.alignment != cb.alignment:
         notes.append(
@@ -292,7 +292,7 @@ def equivalent(
     exponents_ok = not reasons
     values_ok: bool | None = True if constants else None
     decay_ok = True
-    opt = ca.optimizer
+    opt = ca.optimizer_name
     for name in shared:
         ta, tb = ca.theory.layers[name], cb.theory.layers[name]
         theta[name] = tb.a - ta.a
@@ -316,7 +316,7 @@ def equivalent(
             else:
                 reasons.append(text)
                 exponents_ok = False
-        if constants and ca.optimizer == cb.optimizer:
+        if constants and ca.optimizer_name == cb.optimizer_name:
             va, vb = effective_values(ca, name), effective_values(cb, name)
             canon_a[name]["values"], canon_b[name]["values"] = va, vb
             # A value whose exponent already differs is not reported twice.
