@@ -9,9 +9,9 @@ per-layer question in numbers (`table()`, `value()`), and builds the Equinox mod
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._errors import SpecError
