@@ -38,7 +38,26 @@ _LAZY = {
     "CheckReport": "._analysis",
     "EquivReport": "._analysis",
     "AbsorbedLayer": "._analysis",
+    # Optax pieces (JAX)
+    "scale_by_adam_atan2": "._optax",
+    "adam_atan2": "._optax",
+    "ScaleByAdamAtan2State": "._optax",
+    "scale_by_adam_per_leaf_eps": "._optax",
+    "build_optimizer": "._optax",
+    # Equinox pieces (JAX)
+    "Layout": "._equinox",
+    "LeafInfo": "._equinox",
+    "Multiplied": "._equinox",
+    "scaled": "._equinox",
+    "unwrap": "._equinox",
+    "infer_leaves": "._equinox",
+    "describe_leaves": "._equinox",
+    "map_parameters": "._equinox",
+    # coordinate check (JAX)
+    "coord_check": "._coord",
+    "CoordCheck": "._coord",
 }
+_SUBMODULES = ("models",)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ._analysis import AbsorbedLayer as AbsorbedLayer
@@ -50,9 +69,26 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ._analysis import check as check
     from ._analysis import equivalent as equivalent
     from ._analysis import explain as explain
+    from ._coord import CoordCheck as CoordCheck
+    from ._coord import coord_check as coord_check
+    from ._equinox import Layout as Layout
+    from ._equinox import LeafInfo as LeafInfo
+    from ._equinox import Multiplied as Multiplied
+    from ._equinox import describe_leaves as describe_leaves
+    from ._equinox import infer_leaves as infer_leaves
+    from ._equinox import map_parameters as map_parameters
+    from ._equinox import scaled as scaled
+    from ._equinox import unwrap as unwrap
+    from ._optax import ScaleByAdamAtan2State as ScaleByAdamAtan2State
+    from ._optax import adam_atan2 as adam_atan2
+    from ._optax import build_optimizer as build_optimizer
+    from ._optax import scale_by_adam_atan2 as scale_by_adam_atan2
+    from ._optax import scale_by_adam_per_leaf_eps as scale_by_adam_per_leaf_eps
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'paramspec' has no attribute {name!r}")
@@ -62,4 +98,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
