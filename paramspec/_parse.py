@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib.util
 import inspect
 import os
 from fractions import Fraction
@@ -89,14 +90,22 @@ def _cache_file() -> str | bool:
     return str(root / "pspec-grammar.lark.cache")  # Lark checks its own hash of the grammar
 
 
-def build_parser(*, cache_file: str | bool = False) -> Lark:
-    """LALR so that parsing is linear and never recursive; strict so that two terminals
-    can never silently collide (checked whenever the tables are built, not on a cache hit)."""
+def build_parser(*, cache_file: str | bool = False, strict: bool | None = None) -> Lark:
+    """LALR so that parsing is linear and never recursive; strict (two terminals can never
+    silently collide) wherever Lark's optional `interegular` is installed.
+
+    The test extras install it and the tests build the grammar strictly
+    (tests/test_parse.py), so the shipped grammar is always strict-clean; a plain
+    install goes without it, which keeps `paramspec compile` quick to start (importing
+    interegular costs about a third of the start-up time).
+    """
+    if strict is None:
+        strict = importlib.util.find_spec("interegular") is not None
     return Lark(
         grammar_path().read_text(encoding="utf-8"),
         parser="lalr",
         propagate_positions=True,
-        strict=True,
+        strict=strict,
         cache=cache_file,
     )
 

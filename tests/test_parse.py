@@ -110,3 +110,11 @@ def test_spans_do_not_change_equality():
 def test_parse_rejects_non_text():
     with pytest.raises(ps.SpecError, match="expected spec text"):
         ps.parse(12)  # type: ignore[arg-type]
+
+
+def test_grammar_builds_in_lark_strict_mode():
+    """No two terminals of the grammar can collide (Lark's strict mode, via interegular)."""
+    from paramspec._parse import build_parser
+
+    parser = build_parser(strict=True)
+    assert parser.options.strict
