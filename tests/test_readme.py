@@ -8,5 +8,5 @@ def test_readme_python_example_runs():
     code = readme.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own docs
-    assert namespace["c"].width == 1024
+    assert namespace["c"].width == 256
     assert namespace["state"] is not None
