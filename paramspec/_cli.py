@@ -298,5 +298,192 @@ def main() -> None:
     app()
 
 
+
+# ---------------------------------------------------------------------------- transfer
+# (registered at import time: `main` runs the app after the whole module is loaded)
+
+
+def _ints(flag: str, text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SpecError(f"{flag} takes comma-separated integers, e.g. 64,128,256; got {text!r}") \
+            from None
+    if not values:
+        raise SpecError(f"{flag} is empty; give comma-separated integers, e.g. 64,128,256")
+    return values
+
+
+def _floats(flag: str, text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SpecError(f"{flag} takes comma-separated numbers, e.g. 1e-3,3e-3,1e-2; got "
+                        f"{text!r}") from None
+    if not values:
+        raise SpecError(f"{flag} is empty; give comma-separated numbers, e.g. 1e-3,1e-2")
+    return values
+
+
+class ModelName(StrEnum):
+    mlp = "mlp"
+    transformer = "transformer"
+
+
+@app.command("coord-check")
+@handle_errors
+def coord_check_cmd(
+    spec: SpecArg,
+    model: Annotated[ModelName, typer.Option("--model", help="Reference model.")] = ModelName.mlp,
+    widths: Annotated[str, typer.Option("--widths", help="Comma-separated widths.")]
+    = "64,128,256,512",
+    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps on the batch.")] = 1,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds averaged (0..N-1).")] = 2,
+    lr: Annotated[float, typer.Option("--lr", help="Global learning rate.")] = 0.01,
+    base_width: BaseWidthOpt = None,
+    optimizer: OptimizerOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory of the PNG.")] = Path("."),
+    format: FormatOpt = Format.table,
+) -> None:
+    """Train a few steps on one fixed batch at several widths and compare each layer's
+    activation-change slope with the theory's prediction. Writes OUT/coord-check-SPEC.png.
+    Exit 0 when every layer passes, 3 when one does not."""
+    import functools
+
+    import jax
+    import optax
+
+    from . import models
+    from ._coord import coord_check
+    from ._transfer._plots import plot_coord_check
+
+    width_list = _ints("--widths", widths)
+    if seeds < 1 or steps < 1:
+        raise SpecError(f"--seeds and --steps must be >= 1; got --seeds {seeds} --steps {steps}")
+    if model is ModelName.mlp:
+        kx, ky = jax.random.split(jax.random.key(42))
+        inputs = jax.random.normal(kx, (16, 16))
+        batch = (inputs, jax.random.normal(ky, (16, 8)))
+        make = models.mlp
+
+        def loss(m, _):
+            return jax.numpy.mean((jax.vmap(m)(batch[0]) - batch[1]) ** 2)
+    else:
+        from ._transfer._data import DEFAULT_VOCAB_SIZE, batches
+
+        x, y = next(batches(42, 16, 8, num_batches=1))
+        inputs = jax.numpy.asarray(x)
+        make = functools.partial(models.transformer, vocab=DEFAULT_VOCAB_SIZE, seq_len=16,
+                                 depth=2, head_dim=16)
+
+        def loss(m, _):
+            logits = jax.vmap(m)(inputs)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    result = coord_check(spec, make, inputs, loss, widths=width_list, steps=steps,
+                         seeds=tuple(range(seeds)), learning_rate=lr, base_width=base_width,
+                         optimizer=optimizer.value if optimizer else None)
+    name = Path(spec).stem if spec.endswith(".pspec") else spec
+    png = plot_coord_check(result, out / f"coord-check-{name}.png")
+    if format is Format.json:
+        _json({**result.to_dict(), "plot": str(png)})
+    else:
+        rows = [[layer.name, layer.role, f"{layer.slope:+.3f}", f"{layer.predicted:+.3f}",
+                 f"±{layer.tolerance:g}", "pass" if layer.passed else "FAIL"]
+                for layer in result.layers]
+        _render_table(
+            f"coordinate check of {result.spec} ({result.optimizer}, {steps} step(s), lr {lr:g},"
+            f" widths {','.join(map(str, width_list))})",
+            ["layer", "role", "slope", "predicted", "tolerance", "verdict"], rows,
+            caption=f"slope of log rms(x_t - x_0) against log width; plot: {png}")
+    if not result.passed:
+        raise typer.Exit(EXIT_NO)
+
+
+@app.command("sweep")
+@handle_errors
+def sweep_cmd(
+    specs: Annotated[list[str], typer.Argument(help="Specs to sweep (names or paths).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory of results.csv and plots.")],
+    model: Annotated[ModelName, typer.Option("--model", help="Reference task.")]
+    = ModelName.mlp,
+    widths: Annotated[str, typer.Option("--widths", help="Comma-separated widths.")]
+    = "32,64,128",
+    lrs: Annotated[str, typer.Option("--lrs", help="Comma-separated learning rates.")]
+    = "1e-3,3e-3,1e-2,3e-2,1e-1",
+    embed_lr_mult: Annotated[str, typer.Option(
+        "--embed-lr-mult", help="Comma-separated factors on the learning rate of the "
+        "input-role (embedding) blocks; each is swept as its own spec label.")] = "1",
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per point (0..N-1).")] = 2,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps per run.")] = 100,
+    base_width: BaseWidthOpt = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress",
+                                           help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Train the reference model over specs x widths x lrs x seeds, appending each
+    finished run to OUT/results.csv (rerun to resume), then plot into OUT."""
+    from ._transfer import ResultsFile, TransferMetricError, summarize
+    from ._transfer._plots import plot_sweep
+    from ._transfer._sweep import sweep
+
+    if seeds < 1:
+        raise SpecError(f"--seeds must be >= 1; got {seeds}")
+    report = sweep(specs, model=model.value, widths=_ints("--widths", widths),
+                   lrs=_floats("--lrs", lrs), embed_lr_mults=_floats("--embed-lr-mult",
+                                                                     embed_lr_mult),
+                   seeds=tuple(range(seeds)), steps=steps, base_width=base_width, out=out,
+                   progress=progress)
+    rows = ResultsFile(report.results).final_rows()
+    try:
+        summary = summarize(rows)
+    except TransferMetricError as e:  # e.g. everything diverged: still plot the losses
+        sys.stderr.write(f"no metrics: {e}\n")
+        summary = {}
+    plots = plot_sweep(rows, summary, out)
+    _emit(f"{report.ran} runs trained, {report.skipped} already done; results in "
+          f"{report.results}; plots {', '.join(str(p) for p in plots)}")
+
+
+@app.command("transfer-metrics")
+@handle_errors
+def transfer_metrics_cmd(
+    results: Annotated[Path, typer.Argument(help="A sweep's results.csv.")],
+    reference: Annotated[str | None, typer.Option(
+        "--reference", help="Spec label to measure R(inf) against (default: the best).")]
+    = None,
+    format: FormatOpt = Format.table,
+) -> None:
+    """Learning-rate transfer metrics of a sweep: eta* per width, p, E, kappa, R(inf) and
+    the drift of the optimal learning rate in grid steps."""
+    from ._transfer import ResultsFile, summarize
+
+    if not results.is_file():
+        raise SpecError(f"{results} is not a file; pass the results.csv of a sweep "
+                        "(`paramspec sweep ... --out DIR` writes DIR/results.csv)")
+    summary = summarize(ResultsFile(results).final_rows(), reference=reference)
+    if format is Format.json:
+        _json(summary)
+        return
+
+    def num(x: Any) -> str:
+        return "-" if x is None else f"{x:.3g}"
+
+    rows = []
+    for spec, entry in summary.items():
+        etas = " ".join(f"{o['width']}:{o['lr_star']:.3g}{'*' if o['at_edge'] else ''}"
+                        for o in entry["optima"])
+        rows.append([spec, etas, num(entry["drift_steps"]), num(entry["p"]), num(entry["E"]),
+                     num(entry["holdout_steps"]), num(entry["kappa"]), num(entry["R_inf"])])
+    ref = next(iter(summary.values()))["reference"]
+    _render_table(
+        f"learning-rate transfer ({results})",
+        ["spec", "eta* by width", "drift", "p", "E", "holdout", "kappa", "R(inf)"], rows,
+        caption=f"drift and holdout in grid steps; E in ln(eta); R(inf) against {ref or '-'}; "
+        "* = optimum at the grid's edge (left out of the fits).")
+    notes = [f"{spec}: {note}" for spec, e in summary.items() for note in e["notes"]]
+    for note in notes:
+        _emit(note)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
