@@ -10,8 +10,16 @@ Everything else loads on first use (PEP 562 `__getattr__`), so `import paramspec
 `paramspec compile` stay light.
 """
 
+import os as _os
+import sys as _sys
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+# In the `paramspec` command's own process (and only there), skip pydantic's scan of
+# every installed distribution for plugins: the CLI uses none, and the scan is a
+# sizeable part of its start-up time. A library import leaves the environment alone.
+if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("paramspec", "paramspec.exe"):
+    _os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from ._compile import Compiled as Compiled
 from ._compile import compile as compile
