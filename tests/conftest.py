@@ -11,6 +11,9 @@ import os
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Most of the suite's time is XLA compiling many small programs; the tests check
+# values, not speed (speed lives in benchmarks/), so compile with few optimizations.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 settings.register_profile(
     "ci",
