@@ -46,8 +46,10 @@ def main() -> None:
         "target_median_s": 0.3,
         "repeats": args.repeats,
     }
-    print(f"paramspec compile cold start: median {result['compile_median_s']:.3f} s "
-          f"(min {result['compile_min_s']:.3f} s; bare python {result['python_bare_median_s']:.3f} s)")
+    print(
+        f"paramspec compile cold start: median {result['compile_median_s']:.3f} s "
+        f"(min {result['compile_min_s']:.3f} s; bare python {result['python_bare_median_s']:.3f} s)"
+    )
     print(json.dumps(result))
 
 

@@ -24,9 +24,14 @@ from ._errors import SpecError
 from ._ir import Spec
 from ._theory import Theory
 
-__all__ = ["CoordCheck", "LayerSlope", "coord_check", "first_step_exponents",
-           "perturbative_learning_rate",
-           "theory_exponents"]
+__all__ = [
+    "CoordCheck",
+    "LayerSlope",
+    "coord_check",
+    "first_step_exponents",
+    "perturbative_learning_rate",
+    "theory_exponents",
+]
 
 
 @dataclass(frozen=True)
@@ -70,18 +75,26 @@ class CoordCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "spec": self.spec, "optimizer": self.optimizer, "alignment": str(self.alignment),
-            "steps": self.steps, "learning_rate": self.learning_rate, "passed": self.passed,
+            "spec": self.spec,
+            "optimizer": self.optimizer,
+            "alignment": str(self.alignment),
+            "steps": self.steps,
+            "learning_rate": self.learning_rate,
+            "passed": self.passed,
             "prediction": self.prediction,
             "layers": {
                 layer.name: {
-                    "role": layer.role, "slope": round(layer.slope, 4),
-                    "predicted": layer.predicted, "tolerance": layer.tolerance,
-                    "passed": layer.passed, "widths": list(layer.widths),
+                    "role": layer.role,
+                    "slope": round(layer.slope, 4),
+                    "predicted": layer.predicted,
+                    "tolerance": layer.tolerance,
+                    "passed": layer.passed,
+                    "widths": list(layer.widths),
                     "relative": float(f"{layer.relative:.6g}"),
                     "delta_rms": [float(f"{d:.6g}") for d in layer.deltas],
                     "mean_abs": [float(f"{s:.6g}") for s in layer.sizes],
-                } for layer in self.layers
+                }
+                for layer in self.layers
             },
         }
 
@@ -95,10 +108,16 @@ def _slope(widths: Sequence[int], values: Sequence[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
 
 
-def _compiled_theory(spec: Spec | str, optimizer: str | None, alignment: Any,
-                     base_width: int | None) -> Any:
-    return compile_spec(spec, width=max(base_width or 1, 1), base_width=base_width,
-                        optimizer=optimizer, alignment=alignment)
+def _compiled_theory(
+    spec: Spec | str, optimizer: str | None, alignment: Any, base_width: int | None
+) -> Any:
+    return compile_spec(
+        spec,
+        width=max(base_width or 1, 1),
+        base_width=base_width,
+        optimizer=optimizer,
+        alignment=alignment,
+    )
 
 
 def theory_exponents(theory: Theory, roles: Mapping[str, str]) -> dict[str, Fraction]:
@@ -133,7 +152,8 @@ def first_step_exponents(theory: Theory, roles: Mapping[str, str]) -> dict[str, 
         raise SpecError(
             "every readout is zero-initialised, so the first step sends no gradient to "
             "earlier layers and their changes cannot be fitted",
-            hint='use steps >= 2 with prediction="theory"')
+            hint='use steps >= 2 with prediction="theory"',
+        )
     m1 = min(live) if live else Fraction(0)  # the readout's effective entries at init
 
     def x(layer: Any) -> Fraction:
@@ -180,8 +200,10 @@ def first_step_exponents(theory: Theory, roles: Mapping[str, str]) -> dict[str, 
             terms += [o.ab + r_prev - 1 for o in outputs if not o.zero_init]  # omega = 1
             out[name] = min(terms + extra)
         else:
-            raise SpecError(f"layer {name} has role `{role}`, which a coordinate check "
-                            "cannot predict", hint="use input, vector, hidden or output")
+            raise SpecError(
+                f"layer {name} has role `{role}`, which a coordinate check cannot predict",
+                hint="use input, vector, hidden or output",
+            )
     return out
 
 
@@ -233,13 +255,16 @@ def coord_check(
     import jax.numpy as jnp
 
     if len(widths) < 2 or len(set(widths)) != len(widths):
-        raise SpecError("a coordinate check needs at least two different widths",
-                        hint="e.g. widths=(64, 128, 256, 512)")
+        raise SpecError(
+            "a coordinate check needs at least two different widths",
+            hint="e.g. widths=(64, 128, 256, 512)",
+        )
     if steps < 1:
         raise SpecError(f"steps must be at least 1, got {steps}")
     if prediction not in PREDICTIONS:
-        raise SpecError(f"unknown prediction `{prediction}`",
-                        hint=f"use one of {', '.join(PREDICTIONS)}")
+        raise SpecError(
+            f"unknown prediction `{prediction}`", hint=f"use one of {', '.join(PREDICTIONS)}"
+        )
     base = _compiled_theory(spec, optimizer, alignment, base_width)
     spec_name = spec.name if isinstance(spec, Spec) else str(spec)
     x = inputs[0] if isinstance(inputs, tuple) else inputs
@@ -249,8 +274,9 @@ def coord_check(
     relative: dict[str, list[float]] = {}
     roles: dict[str, str] = {}
     for width in widths:
-        c = compile_spec(spec, width=width, base_width=base_width, optimizer=optimizer,
-                         alignment=alignment)
+        c = compile_spec(
+            spec, width=width, base_width=base_width, optimizer=optimizer, alignment=alignment
+        )
         per_seed_delta: dict[str, list[float]] = {}
         per_seed_size: dict[str, list[float]] = {}
         per_seed_rel: dict[str, list[float]] = {}
@@ -260,7 +286,8 @@ def coord_check(
                 raise SpecError(
                     f"{type(model).__name__} has no `features`/`feature_roles` methods",
                     hint="give the model `features(x) -> {name: array}` and "
-                    "`feature_roles() -> {name: role}` (see paramspec.models)")
+                    "`feature_roles() -> {name: role}` (see paramspec.models)",
+                )
             roles = model.feature_roles()
             opt = c.optimizer(model, learning_rate=learning_rate, eps=eps)
             state = opt.init(eqx.filter(model, eqx.is_inexact_array))
@@ -288,15 +315,33 @@ def coord_check(
     for name, role in roles.items():
         mean_delta = tuple(sum(v) / len(v) for v in deltas[name])
         mean_size = tuple(sum(v) / len(v) for v in sizes[name])
-        layers.append(LayerSlope(name, role, tuple(widths), mean_delta, mean_size,
-                                 _slope(widths, mean_delta), float(-exponents[name]), tolerance,
-                                 sum(relative[name]) / len(relative[name])))
-    return CoordCheck(spec_name, base.optimizer_name, base.alignment, steps, learning_rate,
-                      tuple(layers), prediction)
+        layers.append(
+            LayerSlope(
+                name,
+                role,
+                tuple(widths),
+                mean_delta,
+                mean_size,
+                _slope(widths, mean_delta),
+                float(-exponents[name]),
+                tolerance,
+                sum(relative[name]) / len(relative[name]),
+            )
+        )
+    return CoordCheck(
+        spec_name,
+        base.optimizer_name,
+        base.alignment,
+        steps,
+        learning_rate,
+        tuple(layers),
+        prediction,
+    )
 
 
-def perturbative_learning_rate(theory: Theory, roles: Mapping[str, str], n_max: float, *,
-                               scale: float = 1e-2) -> float:
+def perturbative_learning_rate(
+    theory: Theory, roles: Mapping[str, str], n_max: float, *, scale: float = 1e-2
+) -> float:
     """A learning rate that keeps the first step perturbative up to width multiplier n_max.
 
     Every feature changes by about `learning_rate * n^(-r)` (first-step exponents), so

@@ -10,6 +10,8 @@ from paramspec._render import render_number
 
 from .strategies import specs
 
+pytestmark = pytest.mark.property
+
 SPECS = sorted((Path(__file__).parents[1] / "specs").glob("*.pspec"))
 
 
