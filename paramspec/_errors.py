@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Span", "SpecError"]
+__all__ = ["Span", "SpecError", "listing"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,11 @@ class SpecError(Exception):
         if self.hint:
             parts.append(f"  = help: {self.hint}")
         return "\n".join(parts)
+
+
+def listing(lines: list[str], limit: int = 10) -> str:
+    """Indented lines for an error message, at most `limit` of them, then a count."""
+    shown = "\n".join(f"    {line}" for line in lines[:limit])
+    if len(lines) > limit:
+        shown += f"\n    ... and {len(lines) - limit} more"
+    return shown

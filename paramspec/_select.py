@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ._errors import SpecError
+from ._errors import SpecError, listing
 from ._ir import ROLES, Block, Selector
 
 __all__ = ["LeafLike", "Override", "assign_blocks", "parse_override"]
@@ -69,13 +69,6 @@ def selects(selector: Selector, leaf: LeafLike) -> bool:
     return selector.path is None or fnmatch.fnmatchcase(leaf.path, selector.path.replace("[", "[[]"))
 
 
-def _listing(lines: Sequence[str], limit: int = 12) -> str:
-    shown = [f"  {line}" for line in lines[:limit]]
-    if len(lines) > limit:
-        shown.append(f"  ... and {len(lines) - limit} more")
-    return "\n".join(shown)
-
-
 def assign_blocks(
     blocks: Sequence[Block],
     leaves: Sequence[LeafLike],
@@ -125,14 +118,14 @@ def assign_blocks(
     if doubly:
         raise SpecError(
             f"{len(doubly)} parameter(s) are covered by more than one rule:\n"
-            + _listing(doubly),
+            + listing(doubly),
             hint="make the `match` lines of the blocks exclusive, or give blocks that share "
             "a role a `match` line each",
         )
     if uncovered:
         raise SpecError(
             f"{len(uncovered)} parameter(s) are covered by no block of the spec:\n"
-            + _listing(uncovered),
+            + listing(uncovered),
             hint="add a block for their role (e.g. `vectors { role vector }` with `init keep`), a "
             "`match` line selecting them, or pass roles={'path.glob': 'role or block'}",
         )

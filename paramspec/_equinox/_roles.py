@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import SpecError
+from .._errors import SpecError, listing
 from .._ir import ROLES, Role
 from ._fans import Layout, fans, known_module_types, leaf_layout
 
@@ -191,13 +191,6 @@ def _type_name(entry: _Entry) -> str | None:
     return None if entry.owner is None else type(entry.owner).__name__
 
 
-def _list_paths(lines: list[str], limit: int = 10) -> str:
-    shown = "\n".join(f"    {line}" for line in lines[:limit])
-    if len(lines) > limit:
-        shown += f"\n    ... and {len(lines) - limit} more"
-    return shown
-
-
 def _params_with_layouts(
     tree: Any, layouts: Mapping[str, Layout] | None
 ) -> list[tuple[_Entry, Layout]]:
@@ -222,7 +215,7 @@ def _params_with_layouts(
         ]
         raise RoleInferenceError(
             f"cannot tell the fan-in of {len(unknown)} parameter(s) of custom modules:\n"
-            + _list_paths(lines),
+            + listing(lines),
             hint=_UNKNOWN_LAYOUT_HINT.format(
                 known=", ".join(known_module_types()), example_key=example
             ),
@@ -369,7 +362,7 @@ def infer_leaves(
     if bad:
         raise RoleInferenceError(
             f"{len(bad)} parameter(s) change with width along an axis that is neither "
-            "their fan-in nor their fan-out (or change their number of axes):\n" + _list_paths(bad),
+            "their fan-in nor their fan-out (or change their number of axes):\n" + listing(bad),
             hint="only fan-in and fan-out axes may depend on the width; stacked copies "
             "of a layer (a leading vmap axis) must not. If the layout is wrong, pass "
             "layouts={...} (see `Layout`)",
