@@ -30,7 +30,15 @@ from fractions import Fraction
 from ._errors import SpecError
 from ._ir import Block, Expr, Spec
 
-__all__ = ["FANS", "LayerTheory", "Theory", "resolve_theory", "power", "stability_condition"]
+__all__ = [
+    "FANS",
+    "LayerTheory",
+    "Theory",
+    "entry_step",
+    "power",
+    "resolve_theory",
+    "stability_condition",
+]
 
 HALF = Fraction(1, 2)
 ZERO = Fraction(0)
@@ -255,6 +263,20 @@ def _adam_lower(layer: LayerTheory, alpha: Fraction, k: Fraction) -> Fraction:
     return ZERO
 
 
+def entry_step(layer: LayerTheory, optimizer: str) -> Fraction:
+    """The per-entry update exponent of the stored weight ("c~" of §4): n^(-c~).
+
+    Adam and Adam-atan2 normalise the gradient (c~ = c); Adafactor also scales by the
+    parameter's RMS (c~ = b + c); SGD multiplies the gradient (c~ = c + g, and for the
+    readout, whose gradient exponent is a, c~ = c + a).
+    """
+    if optimizer == "sgd":
+        return layer.c + (layer.a if layer.role == "output" else layer.g)
+    if optimizer == "adafactor":
+        return layer.b + layer.c
+    return layer.c
+
+
 def _readout_factor(outputs: list[LayerTheory], optimizer: str) -> Fraction:
     """Exponent of the readout's effective weight entries: a_o + min(b_o, c_o tilde).
 
@@ -264,39 +286,32 @@ def _readout_factor(outputs: list[LayerTheory], optimizer: str) -> Fraction:
     """
     values = []
     for o in outputs:
-        step = {"sgd": o.a + o.c, "adafactor": o.b + o.c}.get(optimizer, o.c)
+        step = entry_step(o, optimizer)
         values.append(o.a + (step if o.zero_init else min(o.b, step)))
     return min(values) if values else ZERO
 
 
 def _update_exponents(spec: Spec, layers: dict[str, LayerTheory], optimizer: str,
                       alpha: Fraction, u: Fraction, omega: Fraction) -> None:
-    def tilde(layer: LayerTheory) -> Fraction:
-        if optimizer == "sgd":
-            return layer.c + (layer.a if layer.role == "output" else layer.g)
-        if optimizer == "adafactor":
-            return layer.b + layer.c
-        return layer.c
-
     chain: list[Fraction] = []
     for block in spec.blocks:
         layer = layers[block.name]
         if layer.role in INPUT_LIKE:
-            layer.r = layer.a + tilde(layer)
+            layer.r = layer.a + entry_step(layer, optimizer)
             chain.append(layer.r)
     r_prev = min(chain) if chain else ZERO
     hidden: list[Fraction] = []
     for block in spec.blocks:  # hidden blocks form one chain, in written order
         layer = layers[block.name]
         if layer.role == "hidden":
-            x = layer.a + tilde(layer)
+            x = layer.a + entry_step(layer, optimizer)
             layer.r = min(x - alpha, x + r_prev - u, HALF + r_prev - omega)
             hidden.append(layer.r)
             r_prev = min(r_prev, layer.r)
     for block in spec.blocks:
         layer = layers[block.name]
         if layer.role == "output":
-            x = layer.a + tilde(layer)
+            x = layer.a + entry_step(layer, optimizer)
             terms = [x - alpha, x + r_prev - u]
             if not layer.zero_init:
                 terms.append(layer.ab + r_prev - omega)

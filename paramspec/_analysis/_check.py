@@ -34,7 +34,14 @@ from .._compile import compile as compile_spec
 from .._errors import SpecError
 from .._ir import OPTIMIZERS, Expr, Spec
 from .._library import load, resolve, validate
-from .._theory import INPUT_LIKE, LayerTheory, Theory, resolve_theory, stability_condition
+from .._theory import (
+    INPUT_LIKE,
+    LayerTheory,
+    Theory,
+    entry_step,
+    resolve_theory,
+    stability_condition,
+)
 
 __all__ = [
     "CaseCheck",
@@ -124,13 +131,17 @@ class UpdateTerms:
 
 
 def _step(layer: LayerTheory, optimizer: str) -> tuple[Fraction, str]:
+    """The theory's per-entry update exponent, with the words that explain it."""
     if optimizer == "sgd":
         if layer.role == "output":
-            return layer.c + layer.a, "c + a (SGD: lr times the readout's gradient, g = a)"
-        return layer.c + layer.g, "c + g (SGD: lr times the gradient)"
-    if optimizer == "adafactor":
-        return layer.b + layer.c, "b + c (Adafactor: normalised step times RMS(w) ~ n^-b)"
-    return layer.c, f"c ({optimizer} normalises the gradient: each entry moves ~ lr)"
+            words = "c + a (SGD: lr times the readout's gradient, g = a)"
+        else:
+            words = "c + g (SGD: lr times the gradient)"
+    elif optimizer == "adafactor":
+        words = "b + c (Adafactor: normalised step times RMS(w) ~ n^-b)"
+    else:
+        words = f"c ({optimizer} normalises the gradient: each entry moves ~ lr)"
+    return entry_step(layer, optimizer), words
 
 
 def update_terms(spec: Spec, theory: Theory) -> dict[str, UpdateTerms | None]:

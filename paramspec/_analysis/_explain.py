@@ -14,7 +14,14 @@ from pathlib import Path
 from .._compile import compile as compile_spec
 from .._ir import Expr, Spec
 from .._render import render_expr
-from .._theory import INPUT_LIKE, LayerTheory, Theory, resolve_theory, stability_condition
+from .._theory import (
+    INPUT_LIKE,
+    LayerTheory,
+    Theory,
+    entry_step,
+    resolve_theory,
+    stability_condition,
+)
 from ._check import HALF, _all_auto, alignment_label, as_spec, update_terms
 
 __all__ = ["explain", "npow"]
@@ -57,7 +64,7 @@ def _readout_factor(theory: Theory) -> tuple[Fraction, list[str]]:
     for o in theory.layers.values():
         if o.role != "output":
             continue
-        step = {"sgd": o.a + o.c, "adafactor": o.b + o.c}.get(theory.optimizer, o.c)
+        step = entry_step(o, theory.optimizer)
         size = o.a + (step if o.zero_init else min(o.b, step))
         values.append(size)
         init = (
