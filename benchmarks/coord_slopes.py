@@ -1,11 +1,12 @@
 """Measured coordinate-check slopes of the built-in specs on the reference MLP.
 
 For each built-in spec: the fitted slope of log rms(feature change) against log width
-after one optimizer step, next to the first-step prediction (paramspec._coord), in
-float64, with a learning rate from `perturbative_learning_rate` (the largest change at
-the largest width about `--scale`). Prints a Markdown table (docs/properties.md).
+after one optimizer step on `linear_loss`, next to the first-step prediction
+(paramspec._coord), in float64, with a learning rate from `perturbative_learning_rate`
+(the largest change at the largest width about `--scale`). Prints a Markdown table
+(docs/properties.md).
 
-    /work/venv/bin/python benchmarks/coord_slopes.py --optimizer adam
+    python benchmarks/coord_slopes.py --optimizer adam --widths 64,128,256,512
 """
 
 from __future__ import annotations
@@ -17,14 +18,9 @@ import jax.numpy as jnp
 
 import paramspec as ps
 from paramspec import models
-from paramspec._coord import coord_check, perturbative_learning_rate
+from paramspec._coord import coord_check, linear_loss, perturbative_learning_rate
 
 SPECS = ("mup", "sp", "ntk", "mfp", "sp-perlayer", "sp-global", "sp-embed-lr")
-
-
-def mse(model, batch):
-    x, y = batch
-    return jnp.mean((jax.vmap(model)(x) - y) ** 2)
 
 
 def main() -> None:
@@ -47,7 +43,7 @@ def main() -> None:
         roles = make(8, key).feature_roles()
         print(
             f"optimizer {args.optimizer}, MLP depth {args.depth}, widths {widths}, "
-            "1 step, seeds (0, 1), float64\n"
+            "1 step on linear_loss, seeds (0, 1), float64\n"
         )
         print("| spec | lr | " + " | ".join(f"{r} slope (pred.)" for r in roles) + " |")
         print("|---|---|" + "---|" * len(roles))
@@ -58,7 +54,7 @@ def main() -> None:
                 name,
                 make,
                 (x, y),
-                mse,
+                linear_loss,
                 widths=widths,
                 learning_rate=lr,
                 optimizer=args.optimizer,

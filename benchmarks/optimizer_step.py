@@ -6,12 +6,20 @@ donated, `block_until_ready` after every step) for
 - `compiled adam`: `build_optimizer("adam", ...)` with distinct per-leaf lr_scale, eps and
   weight decay (every stage of the chain doing work);
 - `optax.adamw`: the hand-written baseline with one lr, eps and weight decay;
-- `compiled adam_atan2`: the same per-leaf numbers with the atan2 core.
+- `compiled adam_atan2`: the same per-leaf numbers with the atan2 core;
+- with `--with-jnp-arctan2`, also `adam_atan2 (jnp.arctan2)`: the same chain with the
+  library's fused rational kernel swapped for `jnp.arctan2(m_hat, b * sqrt(v_hat))`, the
+  straightforward form the kernel replaces (for reference; not a target);
+- with `--with-named-chain`, also `named_chain adamw`: optax.adamw's own three
+  transforms in `optax.named_chain` (as the compiled chain is built), which isolates
+  what the named state costs per call (for reference; not a target).
 
-The three are measured interleaved (A B C A B C ...), so drift of the machine (other
-jobs, frequency scaling) hits all of them alike. Prints a table and one JSON line:
+The three are measured interleaved, in an order rotated every round (A B C, B C A,
+C A B, ...), so drift of the machine (other jobs, frequency scaling) and position in
+the round hit all of them alike. Prints a table and one JSON line:
 
-    /work/venv/bin/python benchmarks/optimizer_step.py [--repeats 100] [--width 512]
+    python benchmarks/optimizer_step.py [--repeats 100] [--width 512] [--with-jnp-arctan2]
+        [--with-named-chain]
 
 Targets: compiled adam / optax.adamw <= 1.02; atan2 / adam <= 1.10; state bytes ratio 1.
 """
@@ -28,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from paramspec._optax import _atan2
 from paramspec._optax._chain import build_optimizer
 
 
@@ -61,12 +70,20 @@ def per_leaf_numbers(params: dict[str, jax.Array], width: int, base: int = 128):
     return lr, eps, wd
 
 
-def make_step(opt: optax.GradientTransformation):
+def make_step(opt: optax.GradientTransformation, params, state, grads, *, jnp_arctan2=False):
+    """The step compiled ahead of time; `jnp_arctan2` swaps the atan2 kernel while tracing."""
+
     def step(params, state, grads):
         updates, state = opt.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
-    return jax.jit(step, donate_argnums=(0, 1))
+    kernel = _atan2._atan2_sqrt
+    if jnp_arctan2:
+        _atan2._atan2_sqrt = lambda y, w: jnp.arctan2(y, jnp.sqrt(w))
+    try:
+        return jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
+    finally:
+        _atan2._atan2_sqrt = kernel
 
 
 def nbytes(tree) -> int:
@@ -80,6 +97,16 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--vocab", type=int, default=4096)
     parser.add_argument("--blocks", type=int, default=3)
+    parser.add_argument(
+        "--with-jnp-arctan2",
+        action="store_true",
+        help="also time adam_atan2 with jnp.arctan2 in place of the fused kernel",
+    )
+    parser.add_argument(
+        "--with-named-chain",
+        action="store_true",
+        help="also time optax.adamw's transforms in optax.named_chain",
+    )
     args = parser.parse_args()
 
     params = make_params(args.width, args.vocab, args.blocks)
@@ -95,18 +122,33 @@ def main() -> None:
             "adam_atan2", learning_rate=learning_rate, lr_scale=lr_scale, eps=eps, weight_decay=wd
         ),
     }
+    if args.with_jnp_arctan2:
+        optimizers["adam_atan2 (jnp.arctan2)"] = optimizers["compiled adam_atan2"]
+    if args.with_named_chain:
+        optimizers["named_chain adamw"] = optax.named_chain(
+            ("core", optax.scale_by_adam(eps=1e-8)),
+            ("weight_decay", optax.add_decayed_weights(0.1)),
+            ("learning_rate", optax.scale_by_learning_rate(learning_rate)),
+        )
     rng = np.random.default_rng(1)
     grads = {k: jnp.asarray(rng.normal(size=p.shape).astype(np.float32)) for k, p in params.items()}
 
     runs = {}
     for name, opt in optimizers.items():
         p = jax.tree.map(jnp.copy, params)
-        runs[name] = {"step": make_step(opt), "params": p, "state": jax.jit(opt.init)(p)}
+        state = jax.jit(opt.init)(p)
+        step = make_step(opt, p, state, grads, jnp_arctan2=name.endswith("(jnp.arctan2)"))
+        runs[name] = {"step": step, "params": p, "state": state}
     state_bytes = {name: nbytes(run["state"]) for name, run in runs.items()}
 
     times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
     for i in range(args.warmup + args.repeats):
-        for name, run in runs.items():  # interleaved: A B C A B C ...
+        # Interleaved, the order rotated every round (A B C, B C A, C A B, ...), so that
+        # no optimizer always runs first or after the same one.
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            run = runs[name]
             start = time.perf_counter()
             run["params"], run["state"] = run["step"](run["params"], run["state"], grads)
             jax.block_until_ready((run["params"], run["state"]))
@@ -129,15 +171,23 @@ def main() -> None:
         "state_bytes_ratio_compiled_adam_vs_optax_adamw": state_bytes["compiled adam"]
         / state_bytes["optax.adamw"],
     }
+    if args.with_jnp_arctan2:
+        result["ratio_jnp_arctan2_vs_compiled_adam"] = round(
+            median["adam_atan2 (jnp.arctan2)"] / median["compiled adam"], 4
+        )
+    if args.with_named_chain:
+        result["ratio_named_chain_adamw_vs_optax_adamw"] = round(
+            median["named_chain adamw"] / median["optax.adamw"], 4
+        )
 
     print(
         f"{count / 1e6:.1f}M parameters, {args.repeats} interleaved repeats on {result['device']}"
     )
-    print(f"{'optimizer':<22}{'median ms':>12}{'p10 ms':>10}{'p90 ms':>10}{'state MB':>11}")
+    print(f"{'optimizer':<26}{'median ms':>12}{'p10 ms':>10}{'p90 ms':>10}{'state MB':>11}")
     for name, t in times.items():
         p10, p90 = np.percentile(t, [10, 90])
         print(
-            f"{name:<22}{1e3 * median[name]:>12.3f}{1e3 * p10:>10.3f}{1e3 * p90:>10.3f}"
+            f"{name:<26}{1e3 * median[name]:>12.3f}{1e3 * p10:>10.3f}{1e3 * p90:>10.3f}"
             f"{state_bytes[name] / 2**20:>11.2f}"
         )
     print(

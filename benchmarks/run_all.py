@@ -152,6 +152,7 @@ def run(quick: bool) -> dict[str, Any]:
             cold["compile_median_s"] <= 0.3,
         ),
         ("bare python start median (s)", cold["python_bare_median_s"], "-", None),
+        ("import pydantic+typer+lark median (s)", cold["import_deps_median_s"], "-", None),
         (
             f"label time {label['leaves'][1]} / {label['leaves'][0]} leaves",
             label["label_ratio"],

@@ -64,6 +64,7 @@ _LAZY = {
     # coordinate check (JAX)
     "coord_check": "._coord",
     "CoordCheck": "._coord",
+    "linear_loss": "._coord",
 }
 _SUBMODULES = ("models",)
 
@@ -79,6 +80,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ._analysis import explain as explain
     from ._coord import CoordCheck as CoordCheck
     from ._coord import coord_check as coord_check
+    from ._coord import linear_loss as linear_loss
     from ._equinox import Layout as Layout
     from ._equinox import LeafInfo as LeafInfo
     from ._equinox import Multiplied as Multiplied

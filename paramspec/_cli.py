@@ -354,7 +354,7 @@ def coord_check_cmd(
     import optax
 
     from . import models
-    from ._coord import coord_check
+    from ._coord import coord_check, linear_loss
     from ._transfer._plots import plot_coord_check
 
     width_list = _ints("--widths", widths)
@@ -367,7 +367,7 @@ def coord_check_cmd(
         make = models.mlp
 
         def loss(m, _):
-            return jax.numpy.mean((jax.vmap(m)(batch[0]) - batch[1]) ** 2)
+            return linear_loss(m, batch)  # width-independent output gradient, see _coord
     else:
         from ._transfer._data import DEFAULT_VOCAB_SIZE, batches
 

@@ -1,10 +1,22 @@
 """Hypothesis strategies for specs: random IR, and random *stable* specs for the theory."""
 
+import os
 from fractions import Fraction
 
 from hypothesis import strategies as st
 
 from paramspec._ir import ROLE_BLOCKS, ROLES, Block, Exponent, Expr, Power, Selector, Spec
+
+# The slow properties fix their example counts for the `ci` profile (the whole suite in
+# under 10 minutes on 2 cores); the `thorough` profile multiplies them.
+THOROUGH_FACTOR = 10
+
+
+def examples(ci: int) -> int:
+    """`max_examples` of a slow property: `ci` under the ci profile, 10x under thorough."""
+    thorough = os.environ.get("HYPOTHESIS_PROFILE", "ci") == "thorough"
+    return ci * THOROUGH_FACTOR if thorough else ci
+
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,8}(-[a-z][a-z0-9]{0,4})?", fullmatch=True)
 rationals = st.builds(Fraction, st.integers(-4, 4), st.sampled_from([1, 2, 3, 4, 8]))

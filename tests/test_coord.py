@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from paramspec import models
-from paramspec._coord import coord_check
+from paramspec._coord import coord_check, linear_loss
 
 WIDTHS = (64, 128, 256, 512, 1024, 2048)
 
@@ -71,3 +71,27 @@ def test_coord_check_rejects_bad_arguments():
 
     with pytest.raises(SpecError, match="at least two different widths"):
         coord_check("mup", models.mlp, batch, loss, widths=(64,))
+
+
+def test_predictions_use_only_the_blocks_the_model_has():
+    """sp-perlayer's `vectors` block (biases, lr n^(1/2) under SGD) would predict the
+    embedding flat; the MLP without biases has no vector leaves, so the prediction is the
+    embedding weights' own n^(-1/2) — and that is what is measured."""
+    with jax.enable_x64(True):
+        key = jax.random.key(42)
+        x = jax.random.normal(key, (16, 16), dtype=jnp.float64)
+        y = jax.random.normal(jax.random.fold_in(key, 1), (16, 8), dtype=jnp.float64)
+        check = coord_check("sp-perlayer", models.mlp, (x, y), linear_loss,
+                            widths=(64, 128, 256), seeds=(0, 1), optimizer="sgd",
+                            learning_rate=1e-4)
+    embed = check.layer("embed")
+    assert embed.predicted == -0.5
+    assert abs(embed.slope - embed.predicted) <= 0.1, _slopes(check)
+
+
+def test_linear_loss_gives_the_same_output_gradient_whatever_the_model_outputs():
+    x = jnp.ones((4, 3))
+    y = jnp.arange(8.0).reshape(4, 2)
+    grads = [jax.grad(lambda s: linear_loss(lambda v: s * jnp.ones(2) * v.sum(), (x, y)))(s)
+             for s in (0.0, 1.0, 5.0)]
+    assert grads[0] == grads[1] == grads[2] == pytest.approx(float(jnp.mean(3.0 * y)))

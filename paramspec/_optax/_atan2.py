@@ -52,8 +52,9 @@ def _atan2_sqrt(y: jax.Array, w: jax.Array) -> jax.Array:
 
     `atan2(0, 0) = 0`. Max abs error 3e-7 in float32 (`jnp.arctan2`: 1e-7), tested
     against `numpy.arctan2` over inputs from 1e-30 to 1e18. On a 10.5M-parameter CPU
-    step Adam-atan2 costs ~1.2x Adam (extra arithmetic in a compute-bound kernel),
-    against ~10x with `jnp.arctan2`.
+    step Adam-atan2 costs 1.15-1.2x Adam (extra arithmetic in a compute-bound kernel),
+    against ~10x with `jnp.arctan2`. On an H100 the step is memory-bound and both forms
+    cost 1.00-1.03x Adam (benchmarks/optimizer_step.py, docs/performance.md).
     """
     # Biased exponents; w >= 0 has no sign bit. k = max(e(y), ceil(e(w) / 2)), kept
     # <= 63 so that 2^-2k stays a normal float32 (inputs beyond ~1e19 overflow Adam's

@@ -16,6 +16,8 @@ from paramspec import models
 from paramspec._equinox._multiply import block_labels
 from paramspec._equinox._roles import leaf_paths
 
+from ..strategies import examples
+
 pytestmark = pytest.mark.property
 
 BUILTINS = ("mup", "sp", "ntk", "mfp", "sp-perlayer", "sp-global", "sp-embed-lr")
@@ -52,7 +54,7 @@ def assert_accounted(name, model):
         assert roles[labels[path]] == expected_role(path), f"{path} -> {labels[path]}"
 
 
-@settings(max_examples=8)
+@settings(max_examples=examples(8))
 @given(
     name=st.sampled_from(BUILTINS),
     width=st.sampled_from([4, 8]),
@@ -66,7 +68,7 @@ def test_every_mlp_leaf_gets_exactly_one_block(name, width, depth, use_bias, see
     assert_accounted(name, model)
 
 
-@settings(max_examples=2)
+@settings(max_examples=examples(2))
 @given(name=st.sampled_from(BUILTINS), heads=st.sampled_from([1, 2]), depth=st.integers(0, 2))
 def test_every_transformer_leaf_gets_exactly_one_block(name, heads, depth):
     make = functools.partial(models.transformer, depth=depth, head_dim=8, vocab=16, seq_len=8)

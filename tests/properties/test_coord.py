@@ -1,13 +1,15 @@
 """Property 1: measured = predicted. The slope of log rms(feature change) against log
 width after one step matches the first-step exponents (paramspec._coord), for built-in
-and random stable specs, Adam and Adam-atan2, two depths and several seeds.
+and random stable specs, SGD, Adam, Adam-atan2 and Adafactor, two depths and several
+seeds.
 
-The rule tested (docs/properties.md): one step, float64, learning rate from
-`perturbative_learning_rate` (largest change about 1% of the features at the widest
-model; asserted below half the feature), prediction `first_step_exponents`; tolerance +-0.1 on input/hidden features and
-[-0.35, +0.1] on the readout, whose aligned W_L dz term carries an n^(-1/2) finite-size
-correction at these widths (the slope converges to the prediction from below, see the
-table in docs/properties.md).
+The rule tested (docs/properties.md): one step on `linear_loss` (its output gradient is
+the same at every width), float64, learning rate from `perturbative_learning_rate`
+(largest change about 1% of the features at the widest model; asserted below half the
+feature), prediction `first_step_exponents`; tolerance +-0.15 on input/hidden features
+and [-0.35, +0.15] on the readout, whose aligned W_L dz term carries an n^(-1/2)
+finite-size correction at these widths (the slope converges to the prediction from
+below, see the table in docs/properties.md).
 """
 
 from __future__ import annotations
@@ -18,32 +20,41 @@ from fractions import Fraction as F
 import jax
 import jax.numpy as jnp
 import pytest
-from hypothesis import given, note, settings
+from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 
 import paramspec as ps
 from paramspec import models
-from paramspec._coord import coord_check, first_step_exponents, perturbative_learning_rate
+from paramspec._coord import (
+    coord_check,
+    first_step_exponents,
+    linear_loss,
+    perturbative_learning_rate,
+)
 
-from ..strategies import stable_specs
+from ..strategies import examples, stable_specs
 
 pytestmark = pytest.mark.property
 
 BUILTINS = ("mup", "sp", "ntk", "mfp", "sp-perlayer", "sp-global", "sp-embed-lr")
-# SGD is left out: its first step is lr * gradient, whose aligned and random parts differ
-# by n^(-1/2), and at widths 64..512 that correction moves muP's slopes by up to -0.36
-# (docs/properties.md); Adam's and Adam-atan2's first step is lr * sign(gradient).
-OPTIMIZERS = ("adam", "adam_atan2")
+OPTIMIZERS = ("sgd", "adam", "adam_atan2", "adafactor")
 WIDTHS = (64, 128, 256, 512)  # fixed, so eager kernels compile once per test session
 # (below, above) the prediction. The readout's aligned W_L dz term converges from below
-# with a relative n^(-1/2) correction: sp's readout measures +0.29 at widths 64..512 and
-# +0.45 at 512..4096 for a predicted +0.5 (docs/properties.md).
-TOLERANCE = {"input": (0.1, 0.1), "hidden": (0.1, 0.1), "output": (0.35, 0.1)}
-
-
-def mse(model, batch):
-    x, y = batch
-    return jnp.mean((jax.vmap(model)(x) - y) ** 2)
+# with a relative n^(-1/2) correction: sp's readout measures +0.35 (adam) and +0.39
+# (sgd) at widths 64..512 for a predicted +0.5 (docs/properties.md).
+TOLERANCE = {"input": (0.15, 0.15), "hidden": (0.15, 0.15), "output": (0.35, 0.15)}
+# Seeds averaged per example (2, SGD 4). A single draw is noisy at width 64: seeds 0..7
+# of sp-global's hidden slope under Adam spread over +0.89..+1.06 (predicted +1), of
+# muP's under Adafactor over -0.13..+0.05. SGD's step is proportional to the gradient,
+# whose size fluctuates by ~n^(-1/2) from draw to draw: muP's single-seed slopes spread
+# over -0.17..+0.11, means of 4 seeds over -0.07..+0.05.
+SEEDS = {"sgd": 4}
+# Optax's Adafactor scales each update by max(RMS(w), 1e-3): below the floor the step is
+# no longer relative to the weight and the prediction (x = a + b + c) does not apply.
+# Random specs whose stored weights would come near it are not drawn for Adafactor
+# (a known limitation, docs/properties.md).
+ADAFACTOR_MIN_INIT_STD = 1e-2
+RESOLVABLE = 1e-10  # smallest relative feature change (at width 512) fitted in float64
 
 
 def _batch():
@@ -66,9 +77,9 @@ def assert_slopes_match(spec, optimizer, depth, seed):
             spec,
             make,
             batch,
-            mse,
+            linear_loss,
             widths=WIDTHS,
-            seeds=(seed,),
+            seeds=tuple(range(seed, seed + SEEDS.get(optimizer, 2))),
             learning_rate=lr,
             optimizer=optimizer,
         )
@@ -77,6 +88,9 @@ def assert_slopes_match(spec, optimizer, depth, seed):
             f"{layer.name}: slope {layer.slope:+.3f}, predicted {layer.predicted:+g}, "
             f"relative change at width {max(WIDTHS)}: {layer.relative:.2g}"
         )
+    # A spec whose layers move over ~15 decades at one learning rate cannot be resolved
+    # in float64: its smallest changes drown in the rounding of the features.
+    assume(all(layer.relative > RESOLVABLE for layer in check.layers))
     for layer in check.layers:
         assert layer.relative < 0.5, f"{layer.name} is not perturbative (lr {lr:.3g})"
         below, above = TOLERANCE[layer.role]
@@ -86,7 +100,7 @@ def assert_slopes_match(spec, optimizer, depth, seed):
         )
 
 
-@settings(max_examples=4)
+@settings(max_examples=examples(4))
 @given(
     spec=st.sampled_from(BUILTINS),
     optimizer=st.sampled_from(OPTIMIZERS),
@@ -97,7 +111,7 @@ def test_builtin_slopes_match_the_first_step_prediction(spec, optimizer, depth, 
     assert_slopes_match(spec, optimizer, depth, seed)
 
 
-@settings(max_examples=4)
+@settings(max_examples=examples(4))
 @given(
     spec=stable_specs(),
     optimizer=st.sampled_from(OPTIMIZERS),
@@ -105,6 +119,10 @@ def test_builtin_slopes_match_the_first_step_prediction(spec, optimizer, depth, 
     seed=st.integers(0, 3),
 )
 def test_random_stable_spec_slopes_match_the_first_step_prediction(spec, optimizer, depth, seed):
+    if optimizer == "adafactor":
+        c = ps.compile(spec, width=max(WIDTHS), optimizer=optimizer)
+        stds = [c.init_std(b.name) for b in c.blocks if b.role in ("input", "hidden", "output")]
+        assume(all(std is None or std >= ADAFACTOR_MIN_INIT_STD for std in stds))
     assert_slopes_match(spec, optimizer, depth, seed)
 
 

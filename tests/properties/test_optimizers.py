@@ -22,7 +22,7 @@ from paramspec._equinox._multiply import block_labels
 from paramspec._equinox._roles import leaf_paths
 from paramspec._optax import scale_by_adam_atan2
 
-from ..strategies import stable_specs
+from ..strategies import examples, stable_specs
 
 pytestmark = pytest.mark.property
 
@@ -40,7 +40,7 @@ def run(transform, grads):
     return np.stack(out)
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(25))
 @given(
     grads=gradient_steps,
     scale=st.sampled_from([1e-6, 1e-3, 0.5, 7.0, 1e4]),
@@ -78,7 +78,7 @@ def hand_written(c, model, optimizer, lr, eps):
     return optax.multi_transform(transforms, [str(i) for i in range(len(leaves))])
 
 
-@settings(max_examples=6)
+@settings(max_examples=examples(6))
 @given(
     spec=stable_specs(),
     optimizer=st.sampled_from(["adam", "sgd", "adam_atan2"]),
