@@ -346,7 +346,7 @@ def coord_check(
             if width == max(widths):
                 relative[name] = per_seed_rel[name]
 
-    exponents = PREDICTIONS[prediction](base.theory, roles, used)
+    exponents = PREDICTIONS[prediction](base.theory, roles, used or None)
     layers = []
     for name, role in roles.items():
         mean_delta = tuple(sum(v) / len(v) for v in deltas[name])

@@ -51,7 +51,7 @@ TOLERANCE = {"input": (0.15, 0.15), "hidden": (0.15, 0.15), "output": (0.35, 0.1
 SEEDS = {"sgd": 4}
 # Optax's Adafactor scales each update by max(RMS(w), 1e-3): below the floor the step is
 # no longer relative to the weight and the prediction (x = a + b + c) does not apply.
-# Random specs whose stored weights would come near it are not drawn for Adafactor
+# Random specs whose stored weights would come near it are skipped for Adafactor
 # (a known limitation, docs/properties.md).
 ADAFACTOR_MIN_INIT_STD = 1e-2
 RESOLVABLE = 1e-10  # smallest relative feature change (at width 512) fitted in float64
