@@ -286,7 +286,7 @@ def coord_check(
     import jax
     import jax.numpy as jnp
 
-    from ._equinox._multiply import block_labels
+    from ._equinox._build import parameter_blocks
 
     if len(widths) < 2 or len(set(widths)) != len(widths):
         raise SpecError(
@@ -324,7 +324,7 @@ def coord_check(
                     "`feature_roles() -> {name: role}` (see paramspec.models)",
                 )
             roles = model.feature_roles()
-            used |= {label.removeprefix("absorbed:") for label in block_labels(model).values()}
+            used |= set(parameter_blocks(model).values())
             opt = c.optimizer(model, learning_rate=learning_rate, eps=eps)
             state = opt.init(eqx.filter(model, eqx.is_inexact_array))
             step = _make_step(opt, loss, inputs, jit=steps > 3)
@@ -376,12 +376,7 @@ def coord_check(
 
 
 def perturbative_learning_rate(
-    theory: Theory,
-    roles: Mapping[str, str],
-    n_max: float,
-    *,
-    scale: float = 1e-2,
-    blocks: Collection[str] | None = None,
+    theory: Theory, roles: Mapping[str, str], n_max: float, *, scale: float = 1e-2
 ) -> float:
     """A learning rate that keeps the first step perturbative up to width multiplier n_max.
 
@@ -390,6 +385,5 @@ def perturbative_learning_rate(
     the largest width: the second-order (dW dz) terms stay a fraction `scale` of the
     first-order ones and no activation pattern flips, while every width still moves.
     """
-    exponents = first_step_exponents(theory, roles, blocks)
-    growth = max([Fraction(0)] + [-r for r in exponents.values()])
+    growth = max([Fraction(0)] + [-r for r in first_step_exponents(theory, roles).values()])
     return scale * float(n_max) ** float(-growth)

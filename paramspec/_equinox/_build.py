@@ -26,9 +26,23 @@ if TYPE_CHECKING:
     from .._compile import Compiled
     from ._fans import Layout
 
-__all__ = ["apply", "init", "optimizer", "per_leaf_values"]
+__all__ = ["apply", "init", "optimizer", "parameter_blocks", "per_leaf_values"]
 
 Form = Literal["multiplier", "absorbed"]
+# The label recorded on each parameter: its block's name, prefixed in the absorbed form.
+_ABSORBED = "absorbed:"
+
+
+def _split_label(label: str) -> tuple[Form, str]:
+    """(form, block) of a label recorded by `init`/`apply`."""
+    if label.startswith(_ABSORBED):
+        return "absorbed", label.removeprefix(_ABSORBED)
+    return "multiplier", label
+
+
+def parameter_blocks(model: Any) -> dict[str, str]:
+    """The spec block of every parameter of a model built by `init`/`apply`, by path."""
+    return {path: _split_label(label)[1] for path, label in block_labels(model).items()}
 
 
 def _check_form(form: str) -> None:
@@ -67,7 +81,7 @@ def _parameterize(
     blocks = assign_blocks(compiled.blocks, leaves, roles)
     values = {info.path: _values(compiled, blocks[info.path], info, form) for info in leaves}
     model = reinit(model, key, lambda info: values[info.path]["init"], leaves=leaves)
-    label = f"{form}:" if form == "absorbed" else ""
+    label = _ABSORBED if form == "absorbed" else ""
     return multiply(
         model,
         lambda info: values[info.path]["multiplier"],
@@ -132,9 +146,7 @@ def per_leaf_values(compiled: Compiled, model: Any) -> Any:
     names = {b.name for b in compiled.blocks}
 
     def values(info: LeafInfo) -> dict[str, Any]:
-        label = labels[info.path]
-        form: Form = "absorbed" if label.startswith("absorbed:") else "multiplier"
-        block = label.removeprefix("absorbed:")
+        form, block = _split_label(labels[info.path])
         if block not in names:
             raise SpecError(
                 f"parameter {info.path} was parameterized by block `{block}`, which spec "

@@ -172,7 +172,7 @@ class _Trainer:
         import jax.numpy as jnp
 
         from .._compile import compile as compile_spec
-        from .._equinox._multiply import block_labels
+        from .._equinox._build import parameter_blocks
         from .._equinox._roles import map_parameters
 
         self.task, self.width = task, width
@@ -187,11 +187,10 @@ class _Trainer:
         # `input`, scaled after the optimizer. Exact for the same reason (the lr enters
         # linearly, decoupled weight decay included), and it leaves the spec, the init
         # and the other blocks alone, so `spec` and `spec*embX` differ in that knob only.
-        labels = block_labels(template)
+        blocks = parameter_blocks(template)
         roles = {block.name: block.role for block in self.compiled.blocks}
         self.is_input = map_parameters(
-            lambda info: roles.get(labels[info.path].removeprefix("absorbed:")) == "input",
-            template,
+            lambda info: roles.get(blocks[info.path]) == "input", template
         )
         opt, loss, is_input = self.opt, task.loss, self.is_input
 
