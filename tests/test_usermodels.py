@@ -39,16 +39,17 @@ def test_convention(usermodel):
 
 
 @functools.cache
-def _value_and_grad(name):
-    """Loss and gradients at WIDTHS[0]: one jitted program that builds the model and
-    differentiates its loss (compiling is most of the cost, so it is shared)."""
+def _built(name):
+    """`(model, loss, grads)` at WIDTHS[0] on `make_batch(key(1))`: one jitted program
+    that builds the model and differentiates its loss (compiling is most of the cost,
+    so every test shares it)."""
     m = _load(name)
     x, y = m.make_batch(jax.random.key(1))
 
     @eqx.filter_jit
     def run(key):
         model = m.make_model(WIDTHS[0], key)
-        return eqx.filter_value_and_grad(m.loss)(model, x, y)
+        return model, *eqx.filter_value_and_grad(m.loss)(model, x, y)
 
     return run(jax.random.key(0))
 
@@ -64,7 +65,7 @@ def test_builds_trains_and_shapes_do_not_depend_on_width(usermodel):
     shapes = {eqx.filter_eval_shape(forward, w, jax.random.key(0)).shape for w in WIDTHS}
     assert shapes == {y.shape[1:] + (k,)}
 
-    value, grads = _value_and_grad(usermodel.__name__.rpartition(".")[2])
+    _, value, grads = _built(usermodel.__name__.rpartition(".")[2])
     assert value.shape == ()
     # At init every model's logits have rms <= ~0.6 (a head after a norm with
     # Equinox's uniform(+-1/sqrt(fan_in)) init, or GPT-2's 0.02 tied head), so the
@@ -119,19 +120,7 @@ def test_bare_arrays_need_their_layouts():
 def test_gpt_has_gpt2_init_and_a_tied_head():
     from tests.usermodels import gpt
 
-    x, _ = gpt.make_batch(jax.random.key(1))
-    unused = int(jnp.setdiff1d(jnp.arange(gpt.NUM_CLASSES), x[0], size=1)[0])
-    # not a constant: LayerNorm's output sums to 0, so a constant row adds nothing
-    bump = jax.random.normal(jax.random.key(2), (64,))
-
-    @eqx.filter_jit
-    def build_and_probe(key):
-        model = gpt.make_model(64, key)
-        bumped = eqx.tree_at(lambda m: m.wte.weight, model,
-                             model.wte.weight.at[unused].add(bump))
-        return model, model(x[0]), bumped(x[0])
-
-    model, before, after = build_and_probe(jax.random.key(0))
+    model, _, grads = _built("gpt")
     std = lambda a: float(jnp.std(a))  # noqa: E731
     for w in (model.wte.weight, model.wpe.weight, model.blocks[0].attn.c_attn.weight,
               model.blocks[1].mlp.c_fc.weight):
@@ -142,14 +131,16 @@ def test_gpt_has_gpt2_init_and_a_tied_head():
         assert std(b.mlp.c_proj.weight) == pytest.approx(residual, rel=0.1)
         assert not any(float(jnp.abs(lin.bias).max()) for lin in
                        (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj))
-    # tied: a row of wte that the input does not use still moves its logit column
-    assert float(jnp.abs(after[:, unused] - before[:, unused]).min()) > 1e-3
-    others = jnp.delete(after - before, unused, axis=1)
-    assert float(jnp.abs(others).max()) < 1e-5  # float noise of two compiled calls
+    # tied: a token the batch never uses is looked up nowhere, so its row of wte has a
+    # gradient only through the lm_head use (an untied model's would be exactly 0)
+    x, _ = gpt.make_batch(jax.random.key(1))
+    unused = jnp.setdiff1d(jnp.arange(gpt.NUM_CLASSES), x.ravel())
+    assert unused.size > 0
+    assert bool(jnp.all(jnp.any(grads.wte.weight[unused] != 0, axis=1)))
 
 
 def test_llama_rope_buffer_gets_no_gradient():
-    _, grads = _value_and_grad("llama")
+    _, _, grads = _built("llama")
     for layer in grads.layers:
         assert not bool(jnp.any(layer.attention.rotary_emb.inv_freq))
         assert bool(jnp.any(layer.attention.wq.weight))
