@@ -1,6 +1,6 @@
 """Every performance figure of paramspec, measured in one run, as one table and JSON.
 
-    /work/venv/bin/python benchmarks/run_all.py [--quick] [--json out.json]
+    python benchmarks/run_all.py [--quick] [--json out.json]
 
 Runs the other benchmarks (each in a fresh process, as its own command line would, so
 one does not warm the next) and `label_scaling.measure` in this process, then prints:
