@@ -278,7 +278,7 @@ def build_optimizer(
     atan2_a: float = 1.27,
     atan2_b: float = 1.0,
     adafactor_kwargs: Mapping[str, Any] | None = None,
-    param_scale_floor: Any = ADAFACTOR_PARAM_SCALE_FLOOR,
+    param_scale_floor: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Build the compiled optimizer: a core update, per-leaf scales, decay, learning rate.
 
@@ -321,8 +321,9 @@ def build_optimizer(
             `clipping_threshold`, `momentum`, `dtype_momentum`, `factored`
             (`optax.adafactor`'s meaning and defaults).
         param_scale_floor: for `"adafactor"` only, the per-leaf tree (or one float) of
-            the floor on the parameter scale, `max(RMS(w), floor)`; Optax's is 1e-3 for
-            every leaf. `Compiled.optimizer` scales it like each leaf's init std.
+            the floor on the parameter scale, `max(RMS(w), floor)`; None (the default)
+            is Optax's 1e-3 for every leaf. `Compiled.optimizer` scales it like each
+            leaf's init std.
 
     Returns:
         An `optax.GradientTransformationExtraArgs`. Its `init` and `update` check the
@@ -398,8 +399,9 @@ def build_optimizer(
         "lr_scale": _per_leaf("lr_scale", lr_scale),
         "eps": _per_leaf("eps", eps),
         "weight_decay": _per_leaf("weight_decay", weight_decay),
-        "param_scale_floor": _per_leaf("param_scale_floor", param_scale_floor),
     }
+    if param_scale_floor is not None:  # a None default: inject_hyperparams leaves it alone
+        trees["param_scale_floor"] = _per_leaf("param_scale_floor", param_scale_floor)
     shaped = [(name, tree) for name, tree in trees.items() if not isinstance(tree, float)]
     for name, tree in shaped[1:]:
         problem = tree_mismatch(name, tree, shaped[0][1], f"`{shaped[0][0]}` tree")
@@ -415,7 +417,8 @@ def build_optimizer(
         no_momentum = momentum is None or (_is_static_number(momentum) and momentum == 0.0)
         core = optax.identity() if no_momentum else optax.trace(decay=momentum)
     else:
-        core = _adafactor_core(eps_tree, adafactor_kwargs, trees["param_scale_floor"])
+        floor = trees.get("param_scale_floor", ADAFACTOR_PARAM_SCALE_FLOOR)
+        core = _adafactor_core(eps_tree, adafactor_kwargs, floor)
 
     # The decay added to the already lr-scaled update: s_l * lambda_l * theta_l.
     coefficients = _product(scale, decay)
