@@ -54,6 +54,16 @@ def _check_form(form: str) -> None:
         )
 
 
+def _floor(compiled: Compiled, block: str, fans: dict[str, Any], form: Form) -> float:
+    """Factor on Adafactor's parameter-scale floor: it scales like the stored weight's
+    init std, n^(-b) (1 at the base width), times |m| where the multiplier is folded in,
+    so `max(RMS(w), floor)` keeps the width exponent (and folding stays exact)."""
+    factor = compiled.n ** -float(compiled.theory.layers[block].b)
+    if form == "absorbed":
+        factor *= abs(compiled.value(block, "multiplier", **fans) or 1.0)
+    return factor
+
+
 def _values(compiled: Compiled, block: str, info: LeafInfo, form: Form) -> dict[str, Any]:
     fans = {"fan_in": info.fan_in, "fan_out": info.fan_out}
     if form == "absorbed":
@@ -66,8 +76,10 @@ def _values(compiled: Compiled, block: str, info: LeafInfo, form: Form) -> dict[
             "lr": folded.lr_scale,
             "eps": folded.eps_scale,
             "wd": folded.wd_scale,
+            "floor": _floor(compiled, block, fans, form),
         }
-    return {q: compiled.value(block, q, **fans) for q in ("multiplier", "init", "lr", "eps", "wd")}
+    values = {q: compiled.value(block, q, **fans) for q in ("multiplier", "init", "lr", "eps", "wd")}
+    return {**values, "floor": _floor(compiled, block, fans, form)}
 
 
 def _parameterize(
@@ -130,7 +142,8 @@ def apply(
 
 def per_leaf_values(compiled: Compiled, model: Any) -> Any:
     """A tree shaped like `model`: at each parameter, its resolved numbers (a dict of
-    multiplier, init, lr, eps, wd), from the blocks recorded by `init`/`apply`."""
+    multiplier, init, lr, eps, wd, and floor: the factor on Adafactor's parameter-scale
+    floor), from the blocks recorded by `init`/`apply`."""
     labels = block_labels(model)
     infos = describe_leaves(model)
     missing = [info.path for info in infos if info.path not in labels]
@@ -162,6 +175,7 @@ def optimizer(compiled: Compiled, model: Any, *, learning_rate: Any, eps: float 
               momentum: float | None = 0.9, atan2_a: float = 1.27, atan2_b: float = 1.0,
               adafactor_kwargs: Mapping[str, Any] | None = None) -> Any:
     from .._optax import build_optimizer
+    from .._optax._chain import ADAFACTOR_PARAM_SCALE_FLOOR
 
     values = per_leaf_values(compiled, model)
     is_values = lambda x: isinstance(x, dict)  # noqa: E731 - a leaf predicate
@@ -177,4 +191,5 @@ def optimizer(compiled: Compiled, model: Any, *, learning_rate: Any, eps: float 
         weight_decay=tree("wd", weight_decay),
         b1=b1, b2=b2, momentum=momentum, atan2_a=atan2_a, atan2_b=atan2_b,
         adafactor_kwargs=adafactor_kwargs,
+        param_scale_floor=tree("floor", ADAFACTOR_PARAM_SCALE_FLOOR),
     )
