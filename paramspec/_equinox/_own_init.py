@@ -41,11 +41,22 @@ def check_init_from(init_from: str) -> None:
         )
 
 
+@jax.jit
+def _rms(x: Any) -> Any:
+    # one small program per (shape, dtype) instead of one per eager operation
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    return jnp.sqrt(jnp.mean(jnp.abs(x) ** 2))
+
+
+@jax.jit
+def _scaled(x: Any, scale: Any) -> Any:
+    return (x * scale).astype(x.dtype)
+
+
 def own_rms(leaf: Any) -> float:
     """Root mean square of a parameter's entries (in at least float32)."""
     x = jnp.asarray(leaf)
-    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    return float(jnp.sqrt(jnp.mean(jnp.abs(x) ** 2))) if x.size else 0.0
+    return float(_rms(x)) if x.size else 0.0
 
 
 def parameter_arrays(model: Any) -> dict[str, Any]:
@@ -92,5 +103,5 @@ def rescale_own_init(
             new.append(leaf)  # zero-initialised by the model: stays zero
             continue
         scale = own_rms(base[entry.path]) / own * ratio
-        new.append(leaf if scale == 1.0 else (leaf * scale).astype(leaf.dtype))
+        new.append(leaf if scale == 1.0 else _scaled(leaf, scale))
     return jax.tree_util.tree_unflatten(treedef, new)

@@ -42,37 +42,39 @@ class TinyGPT2(eqx.Module):
         return jax.vmap(self.lm_head)(jax.vmap(self.ln_f)(x))
 
 
-def gpt2(width, key):
-    """GPT-2's init: N(0, 0.02^2) everywhere, 0.02 / sqrt(2L) on residual projections."""
-    keys = iter(jax.random.split(key, 3 + 2 * DEPTH))
-
-    def normal(module, std):
-        w = std * jax.random.normal(next(keys), module.weight.shape)
-        return eqx.tree_at(lambda m: m.weight, module, w)
-
-    def block():
-        return Block(
-            ln=eqx.nn.LayerNorm(width),
-            c_fc=normal(eqx.nn.Linear(width, 4 * width, key=jax.random.key(0)), 0.02),
-            c_proj=normal(eqx.nn.Linear(4 * width, width, key=jax.random.key(0)),
-                          0.02 / math.sqrt(2 * DEPTH)),
-        )
-
-    model = TinyGPT2(
-        wte=normal(eqx.nn.Embedding(VOCAB, width, key=jax.random.key(0)), 0.02),
-        wpe=normal(eqx.nn.Embedding(SEQ, width, key=jax.random.key(0)), 0.02),
-        blocks=tuple(block() for _ in range(DEPTH)),
+def _structure(width):
+    key = jax.random.key(0)
+    return TinyGPT2(
+        wte=eqx.nn.Embedding(VOCAB, width, key=key),
+        wpe=eqx.nn.Embedding(SEQ, width, key=key),
+        blocks=tuple(Block(ln=eqx.nn.LayerNorm(width),
+                           c_fc=eqx.nn.Linear(width, 4 * width, key=key),
+                           c_proj=eqx.nn.Linear(4 * width, width, key=key))
+                     for _ in range(DEPTH)),
         ln_f=eqx.nn.LayerNorm(width),
-        lm_head=normal(eqx.nn.Linear(width, VOCAB, use_bias=False, key=jax.random.key(0)), 0.02),
+        lm_head=eqx.nn.Linear(width, VOCAB, use_bias=False, key=key),
     )
-    return eqx.tree_at(lambda m: [lin.bias for lin in _linears(m)], model,
-                       [jnp.zeros_like(lin.bias) for lin in _linears(model)])
 
 
-def _linears(model):
-    is_linear = lambda x: isinstance(x, eqx.nn.Linear)  # noqa: E731
-    return [x for x in jax.tree_util.tree_leaves(model, is_leaf=is_linear)
-            if is_linear(x) and x.bias is not None]
+@eqx.filter_jit  # one program per width (eagerly, every draw compiles per shape)
+def gpt2(width, key):
+    """GPT-2's init: N(0, 0.02^2) everywhere, 0.02 / sqrt(2L) on residual projections,
+    zero biases, unit LayerNorm gains."""
+    abstract = eqx.filter_eval_shape(_structure, width)
+    paths, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    keys = jax.random.split(key, len(paths))
+
+    def fill(path, leaf, k):
+        name = jax.tree_util.keystr(path)
+        if name.endswith(".bias"):
+            return jnp.zeros(leaf.shape, leaf.dtype)
+        if ".ln" in name:
+            return jnp.ones(leaf.shape, leaf.dtype)
+        std = 0.02 / math.sqrt(2 * DEPTH) if "c_proj" in name else 0.02
+        return std * jax.random.normal(k, leaf.shape, leaf.dtype)
+
+    return jax.tree_util.tree_unflatten(
+        treedef, [fill(p, leaf, k) for (p, leaf), k in zip(paths, keys, strict=True)])
 
 
 KEY = jax.random.key(3)
@@ -94,17 +96,18 @@ def test_at_the_base_width_the_model_is_its_own(spec):
 
 
 def test_away_from_the_base_width_each_parameter_is_scaled_by_the_spec():
-    width = 4 * BASE
+    width = 2 * BASE
     c = ps.compile("mup", width=width, base_width=BASE)
     model = c.init(gpt2, KEY, init_from="model")
     got = parameter_arrays(model)
     base = parameter_arrays(gpt2(BASE, MODEL_KEY))
-    # mup: hidden and readout init fan_in^(-1/2) (fan-in x4: std / 2), embedding
-    # fan_in^(-1/2) * n^(-1/2) (fan-in 1, n = 4: std / 2); the own scale at the base
-    # width times that ratio, per parameter
+    # mup: hidden and readout init fan_in^(-1/2) (fan-in x2: std / sqrt 2), embedding
+    # fan_in^(-1/2) * n^(-1/2) (fan-in 1, n = 2: std / sqrt 2); the own scale at the
+    # base width times that ratio, per parameter
     for path in ("wte.weight", "wpe.weight", "blocks[0].c_fc.weight",
                  "blocks[1].c_proj.weight", "lm_head.weight"):
-        assert own_rms(got[path]) == pytest.approx(own_rms(base[path]) / 2, rel=1e-5), path
+        assert own_rms(got[path]) == pytest.approx(own_rms(base[path]) / math.sqrt(2),
+                                                   rel=1e-5), path
     # GPT-2's residual projections keep their own, smaller scale: 1/sqrt(2L) of c_fc's
     ratio = own_rms(got["blocks[0].c_proj.weight"]) / own_rms(got["blocks[0].c_fc.weight"])
     assert ratio == pytest.approx(1 / math.sqrt(2 * DEPTH), rel=0.1)

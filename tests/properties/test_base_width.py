@@ -29,15 +29,35 @@ pytestmark = pytest.mark.property
 
 OPTIMIZERS = ("adam", "adam_atan2", "sgd", "adafactor")
 SPECS = tuple(name for name in ps.builtin_names() if name != "sp")
+
+
+class TokenModel(eqx.Module):
+    """Token embedding (fan-in 1) -> LayerNorm -> hidden -> readout, mean over tokens:
+    the transformer's roles without attention's compile time."""
+
+    embed: eqx.nn.Embedding
+    norm: eqx.nn.LayerNorm
+    hidden: eqx.nn.Linear
+    readout: eqx.nn.Linear
+
+    def __call__(self, tokens):
+        h = jax.vmap(lambda t: self.hidden(self.norm(self.embed(t))))(tokens)
+        return self.readout(jax.nn.relu(h).mean(0))
+
+
+def token_model(width, key):
+    k1, k2, k3 = jax.random.split(key, 3)
+    return TokenModel(eqx.nn.Embedding(16, width, key=k1), eqx.nn.LayerNorm(width),
+                      eqx.nn.Linear(width, width, key=k2), eqx.nn.Linear(width, 4, key=k3))
+
+
 MODELS = {
-    # an MLP with biases: dense input layer (fan-in 8), hidden, readout, vector and
-    # constant roles
+    # dense input layer (fan-in 8), hidden, readout, biases (vector) and the readout's
+    # bias (constant)
     "mlp": (functools.partial(models.mlp, in_size=8, out_size=4, depth=1, use_bias=True),
             lambda key: jax.random.normal(key, (4, 8))),
-    # a transformer: token and position embeddings (fan-in 1), attention, LayerNorm gains
-    "transformer": (functools.partial(models.transformer, vocab=16, seq_len=4, depth=1,
-                                      head_dim=8, ffn_ratio=2),
-                    lambda key: jax.random.randint(key, (2, 4), 0, 16)),
+    # token embedding (fan-in 1), LayerNorm gain and bias (vector)
+    "tokens": (token_model, lambda key: jax.random.randint(key, (4, 3), 0, 16)),
 }
 
 
@@ -67,10 +87,15 @@ def train(spec: str, optimizer: str, model_name: str, width: int, seed: int, ste
     return out0, params
 
 
-@pytest.mark.parametrize("model_name", sorted(MODELS))
-@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+# Every optimizer on one model each under the ci profile (each case's cost is mostly
+# compiling its model and optimizer once); every pair under `thorough`.
+CASES = [(o, m) for o in OPTIMIZERS for m in sorted(MODELS)] if examples(1) > 1 else [
+    ("adam", "tokens"), ("adam_atan2", "mlp"), ("sgd", "tokens"), ("adafactor", "mlp")]
+
+
+@pytest.mark.parametrize(("optimizer", "model_name"), CASES)
 @settings(max_examples=examples(1))
-@given(width=st.sampled_from([8, 16, 24]), seed=st.integers(0, 2**16))
+@given(width=st.sampled_from([8, 16]), seed=st.integers(0, 2**16))
 def test_every_builtin_is_sp_at_the_base_width(optimizer, model_name, width, seed):
     note(f"{optimizer}, {model_name}, width = base_width = {width}, seed {seed}")
     ref_out, ref_params = train("sp", optimizer, model_name, width, seed)
