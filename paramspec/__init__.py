@@ -24,6 +24,7 @@ if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("paramspec", "params
 from ._compile import Compiled as Compiled
 from ._compile import compile as compile
 from ._errors import SpecError as SpecError
+from ._errors import UnstableSpecWarning as UnstableSpecWarning
 from ._ir import Block as Block
 from ._ir import Expr as Expr
 from ._ir import Spec as Spec

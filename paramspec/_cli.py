@@ -120,11 +120,22 @@ def compile_cmd(
     optimizer: OptimizerOpt = None,
     format: FormatOpt = Format.table,
 ) -> None:
-    """Resolve SPEC for a width: exact per-layer exponents and the numbers to use."""
-    from ._compile import compile as compile_spec
+    """Resolve SPEC for a width: exact per-layer exponents and the numbers to use.
+    Warns on stderr (exit 0) when SPEC is unstable for its optimizer and alignment."""
+    import warnings
 
-    c = compile_spec(spec, width=width, base_width=base_width, alignment=alignment,
-                     optimizer=optimizer.value if optimizer else None)
+    from ._compile import compile as compile_spec
+    from ._errors import UnstableSpecWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnstableSpecWarning)
+        c = compile_spec(spec, width=width, base_width=base_width, alignment=alignment,
+                         optimizer=optimizer.value if optimizer else None)
+    for w in caught:
+        if issubclass(w.category, UnstableSpecWarning):
+            sys.stderr.write(f"warning: {w.message}\n")
+        else:  # not ours: shown as Python would have
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     table = c.table()
     if format is Format.json:
         _json(table)

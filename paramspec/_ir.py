@@ -199,9 +199,19 @@ class Spec(_Frozen):
     optimizer: Optimizer | None = None
     alignment: Fraction | None = None
     base_width: int | None = Field(default=None, gt=0)
+    # `unstable "why"`: the spec is unstable for its optimizer on purpose (a sweep
+    # baseline), so `compile` does not warn. Not inherited through `extends`.
+    unstable: str | None = None
     blocks: tuple[Block, ...] = ()
     # Where the spec was written (its `file` is the path, for `extends` and errors).
     span: SpanField
+
+    @field_validator("unstable")
+    @classmethod
+    def _reason(cls, unstable: str | None) -> str | None:
+        if unstable is not None and not unstable.strip():
+            raise ValueError("`unstable` needs a reason (why the instability is deliberate)")
+        return unstable
 
     @model_validator(mode="after")
     def _unique_blocks(self) -> Spec:

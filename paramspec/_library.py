@@ -127,8 +127,10 @@ def _merge(parent: Spec, child: Spec) -> Spec:
         k: getattr(child, k) if getattr(child, k) is not None else getattr(parent, k)
         for k in ("optimizer", "alignment", "base_width")
     }
+    # `unstable` is a statement about this spec, not inherited: a spec that extends a
+    # deliberately unstable baseline is checked (and warned about) on its own.
     return Spec(name=child.name, doc=child.doc, blocks=tuple(blocks), span=child.span,
-                **settings)
+                unstable=child.unstable, **settings)
 
 
 def _check_roles(spec: Spec) -> Spec:

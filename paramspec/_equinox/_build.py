@@ -11,6 +11,7 @@ follows without being told again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,6 +20,7 @@ import jax
 from .._errors import SpecError
 from .._select import assign_blocks
 from ._multiply import block_labels, multiply
+from ._own_init import check_init_from, rescale_own_init
 from ._reinit import reinit
 from ._roles import LeafInfo, describe_leaves, infer_leaves, map_parameters
 
@@ -89,10 +91,30 @@ def _parameterize(
     leaves: list[LeafInfo],
     roles: Mapping[str, str] | None,
     form: Form,
+    base: tuple[Any, list[LeafInfo]] | None = None,
 ) -> Any:
     blocks = assign_blocks(compiled.blocks, leaves, roles)
     values = {info.path: _values(compiled, blocks[info.path], info, form) for info in leaves}
-    model = reinit(model, key, lambda info: values[info.path]["init"], leaves=leaves)
+    if base is None:
+        model = reinit(model, key, lambda info: values[info.path]["init"], leaves=leaves)
+    else:  # init_from="model": the model's own init at the base width, scaled from there
+        base_model, base_leaves = base
+        at_base = dataclasses.replace(compiled, width=compiled.base_width)
+        base_infos = {info.path: info for info in base_leaves}
+
+        def ratio(info: LeafInfo) -> float | None:
+            std = values[info.path]["init"]
+            if std is None or std == 0.0 or info.path not in base_infos:
+                return std  # keep / zeros / (missing: rescale_own_init says so)
+            std_base = _values(at_base, blocks[info.path], base_infos[info.path], form)["init"]
+            if not std_base:
+                raise SpecError(
+                    f"init_from='model': the init std of {info.path} is 0 at the base width "
+                    f"but {std:g} at width {compiled.width}, so there is no own scale to keep",
+                    hint="use init_from='spec' for this spec")
+            return std / std_base
+
+        model = rescale_own_init(model, base_model, ratio, leaves=leaves)
     label = _ABSORBED if form == "absorbed" else ""
     return multiply(
         model,
@@ -111,8 +133,10 @@ def init(
     roles: Mapping[str, str] | None = None,
     layouts: Mapping[str, Layout] | None = None,
     form: Form = "multiplier",
+    init_from: str = "spec",
 ) -> Any:
     _check_form(form)
+    check_init_from(init_from)
     if not callable(make_model):
         raise SpecError(
             f"make_model must be callable as make_model(width, key), got "
@@ -123,7 +147,26 @@ def init(
     model_key, init_key = jax.random.split(key)
     leaves = infer_leaves(make_model, compiled.width, other, key=model_key, layouts=layouts)
     model = make_model(compiled.width, model_key)
-    return _parameterize(compiled, model, init_key, leaves, roles, form)
+    base = None
+    if init_from == "model":
+        base_model = model if compiled.base_width == compiled.width else _build_at_base(
+            make_model, compiled.base_width, model_key)
+        base = (base_model, describe_leaves(base_model, layouts=layouts))
+    return _parameterize(compiled, model, init_key, leaves, roles, form, base)
+
+
+def _build_at_base(make_model: Callable[[int, Any], Any], base_width: int, key: Any) -> Any:
+    # init_from="model" needs the model's own init at the base width: built there with
+    # the same key, so at width == base_width the model is exactly its own.
+    try:
+        return make_model(base_width, key)
+    except Exception as e:  # the user's constructor: say which width it was asked for
+        raise SpecError(
+            f"init_from='model' builds the model at the base width {base_width}, and "
+            f"make_model({base_width}, key) failed: {type(e).__name__}: {e}",
+            hint="set the base width at which the model's own init was tuned "
+            "(ps.compile(..., base_width=B), or `base_width B` in the spec)",
+        ) from e
 
 
 def apply(
@@ -134,10 +177,26 @@ def apply(
     roles: Mapping[str, str] | None = None,
     layouts: Mapping[str, Layout] | None = None,
     form: Form = "multiplier",
+    init_from: str = "spec",
+    base_model: Any = None,
 ) -> Any:
     _check_form(form)
+    check_init_from(init_from)
     leaves = describe_leaves(model, layouts=layouts)
-    return _parameterize(compiled, model, key, leaves, roles, form)
+    base = None
+    if init_from == "model":
+        if base_model is None and compiled.width != compiled.base_width:
+            raise SpecError(
+                f"init_from='model' at width {compiled.width} needs the model's own init at "
+                f"the base width {compiled.base_width}",
+                hint="pass base_model= (the same model built at the base width), or use "
+                "c.init(make_model, key, init_from='model'), which builds it")
+        base_model = model if base_model is None else base_model
+        base = (base_model, describe_leaves(base_model, layouts=layouts))
+    elif base_model is not None:
+        raise SpecError("base_model= is only used with init_from='model'",
+                        hint="add init_from='model', or leave base_model out")
+    return _parameterize(compiled, model, key, leaves, roles, form, base)
 
 
 def per_leaf_values(compiled: Compiled, model: Any) -> Any:
