@@ -191,7 +191,8 @@ class Compiled:
 
     def init(self, make_model: Callable[[int, Any], Any], key: Any, *,
              other_width: int | None = None, roles: Mapping[str, str] | None = None,
-             layouts: Mapping[str, Any] | None = None, form: str = "multiplier") -> Any:
+             layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
+             tied: Mapping[str, str] | None = None) -> Any:
         """Build `make_model(width, key)` at this width, parameterized by the spec.
 
         Each parameter's role comes from how its shape changes between `width` and
@@ -201,21 +202,33 @@ class Compiled:
         the module's values) and the model computes with `W = multiplier * w`.
         `form="absorbed"` folds the multipliers into init, learning rate and eps instead
         (exact for sgd, adam_atan2, and adam with eps auto; an error where it is not).
+        `tied={"wte.weight": "readout"}` declares a tied weight whose direct reads
+        (`x @ self.wte.weight.T`) are the readout's use (docs/models.md, "Tied weights").
+        Roles, blocks, explicit layouts and ties are recorded on the returned model.
         """
         from ._equinox._build import init
 
         return init(self, make_model, key, other_width=other_width, roles=roles,
-                    layouts=layouts, form=form)  # type: ignore[arg-type]
+                    layouts=layouts, form=form, tied=tied)  # type: ignore[arg-type]
 
     def apply(self, model: Any, key: Any, *, roles: Mapping[str, str] | None = None,
-              layouts: Mapping[str, Any] | None = None, form: str = "multiplier") -> Any:
+              layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
+              tied: Mapping[str, str] | None = None) -> Any:
         """`init` for a model that is already built: one width cannot tell roles, so every
         parameter must be selected by a `match` line of the spec or by `roles=`, a
         mapping from selectors (`"module=LayerNorm, field=weight"`, `"path=head.*"` or a
         bare path glob) to a role (`"hidden"`, ...) or a block name."""
         from ._equinox._build import apply
 
-        return apply(self, model, key, roles=roles, layouts=layouts, form=form)  # type: ignore[arg-type]
+        return apply(self, model, key, roles=roles, layouts=layouts, form=form,  # type: ignore[arg-type]
+                     tied=tied)
+
+    def describe(self, model: Any) -> list[dict[str, Any]]:
+        """One row per parameter of a model built by `init`/`apply`: path, block, role,
+        fans and its numbers (multiplier, init_std, lr/eps/wd scales, tie)."""
+        from ._equinox._describe import describe
+
+        return describe(self, model)
 
     def optimizer(self, model: Any, *, learning_rate: Any, eps: float = 1e-8,
                   weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,

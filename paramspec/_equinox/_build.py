@@ -20,7 +20,8 @@ from .._errors import SpecError
 from .._select import assign_blocks
 from ._multiply import block_labels, multiply
 from ._reinit import reinit
-from ._roles import LeafInfo, describe_leaves, infer_leaves, map_parameters
+from ._roles import LeafInfo, ParamRecord, describe_leaves, infer_leaves, map_parameters
+from ._ties import check_reads, resolve_ties
 
 if TYPE_CHECKING:
     from .._compile import Compiled
@@ -77,16 +78,23 @@ def _parameterize(
     leaves: list[LeafInfo],
     roles: Mapping[str, str] | None,
     form: Form,
+    tied: Mapping[str, str] | None = None,
 ) -> Any:
     blocks = assign_blocks(compiled.blocks, leaves, roles)
     values = {info.path: _values(compiled, blocks[info.path], info, form) for info in leaves}
+    ties = resolve_ties(compiled, leaves, blocks, values, tied,
+                        lambda block, info: _values(compiled, block, info, form))
+    check_reads(model, leaves, blocks, {b.name: b.role for b in compiled.blocks}, ties)
     model = reinit(model, key, lambda info: values[info.path]["init"], leaves=leaves)
     label = _ABSORBED if form == "absorbed" else ""
+    # Everything learned here travels with the model (static metadata on the wrappers):
+    # block (label), role, explicit layout and tie, for c.optimizer, describe and restores.
     return multiply(
         model,
         lambda info: values[info.path]["multiplier"],
         leaves=leaves,
         label_for=lambda info: label + blocks[info.path],
+        record_for=lambda info: ParamRecord(info.role, info.layout, ties.get(info.path)),
     )
 
 
@@ -99,6 +107,7 @@ def init(
     roles: Mapping[str, str] | None = None,
     layouts: Mapping[str, Layout] | None = None,
     form: Form = "multiplier",
+    tied: Mapping[str, str] | None = None,
 ) -> Any:
     _check_form(form)
     if not callable(make_model):
@@ -111,7 +120,7 @@ def init(
     model_key, init_key = jax.random.split(key)
     leaves = infer_leaves(make_model, compiled.width, other, key=model_key, layouts=layouts)
     model = make_model(compiled.width, model_key)
-    return _parameterize(compiled, model, init_key, leaves, roles, form)
+    return _parameterize(compiled, model, init_key, leaves, roles, form, tied)
 
 
 def apply(
@@ -122,10 +131,11 @@ def apply(
     roles: Mapping[str, str] | None = None,
     layouts: Mapping[str, Layout] | None = None,
     form: Form = "multiplier",
+    tied: Mapping[str, str] | None = None,
 ) -> Any:
     _check_form(form)
     leaves = describe_leaves(model, layouts=layouts)
-    return _parameterize(compiled, model, key, leaves, roles, form)
+    return _parameterize(compiled, model, key, leaves, roles, form, tied)
 
 
 def per_leaf_values(compiled: Compiled, model: Any) -> Any:
