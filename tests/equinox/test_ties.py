@@ -52,6 +52,11 @@ def test_a_declared_tie_reads_the_readout_scale_and_the_position_table_its_own()
     assert row["block"] == "embedding" and row["tied"] == {"block": "readout", "multiplier": t}
 
 
+# The exponent of (tied readout update) / (the readout's own rule), documented in models.md.
+TIED_UPDATE_EXPONENT = {"mup": 0, "mfp": 0, "sp": 0.5, "sp-perlayer": 0.5, "sp-embed-lr": 0.5,
+                        "ntk": 0.5, "sp-global": -0.5}
+
+
 def test_the_tied_update_matches_the_readout_exactly_under_mup_and_not_under_sp():
     # With Adam the readout use moves by t * lr_e; the readout's own rule is m_o * lr_o.
     def ratio(spec, width):
@@ -64,6 +69,10 @@ def test_the_tied_update_matches_the_readout_exactly_under_mup_and_not_under_sp(
 
     assert ratio("mup", 64) == pytest.approx(ratio("mup", 1024))  # same exponent a + c
     assert ratio("sp", 1024) / ratio("sp", 64) == pytest.approx(4.0)  # off by n^(1/2)
+    assert set(TIED_UPDATE_EXPONENT) <= set(ps.builtin_names())
+    for spec, exponent in TIED_UPDATE_EXPONENT.items():
+        slope = math.log(ratio(spec, 4096) / ratio(spec, 64)) / math.log(64)
+        assert slope == pytest.approx(exponent, abs=1e-9), spec
 
 
 _MUP_AT_BASE = pytest.mark.xfail(
