@@ -55,6 +55,8 @@ __all__ = ["DirectRead", "check_reads", "direct_reads", "resolve_ties"]
 
 Kind = Literal["lookup", "meta", "use"]
 _META = frozenset({"shape", "dtype", "ndim", "size", "sharding"})
+# Methods that run on the plain module while it is built, never through the wrapper.
+_BUILD = frozenset({"__init__", "__post_init__", "__check_init__"})
 # Library classes never read a child's parameter as a tie; their source is not scanned.
 _SKIP_MODULES = ("equinox", "jax", "builtins", "abc", "typing")
 
@@ -105,7 +107,7 @@ def _class_reads(cls: type) -> tuple[tuple[str, tuple[_Read, ...]], ...]:
             parents[child] = parent
     reads: list[_Read] = []
     for fn in ast.walk(tree):
-        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) or fn.name in _BUILD:
             continue
         for node in ast.walk(fn):
             if not isinstance(node, ast.Attribute):
@@ -247,8 +249,8 @@ def resolve_ties(
 
 
 _UNDECLARED = (
-    "{path} ({kind}, block `{block}`) has two uses: the model calls the module that owns "
-    "it (its own use, block `{block}`) and {method} reads it directly at {where}:\n"
+    "{path} ({kind}, block `{block}`) has two uses: its own, when `{owner}` is called "
+    "(block `{block}`), and {method} reads it directly at {where}:\n"
     "    {text}\n"
     "which looks like a tied readout. A tied readout needs the readout's scaling, which "
     "the embedding's array does not have (under multiplier-1 specs it would train silently "
@@ -283,8 +285,8 @@ def check_reads(
         owner = r.path.rsplit(".", 1)[0]
         raise SpecError(
             _UNDECLARED.format(path=r.path, kind=f"{info.module_type}.{info.field}",
-                               block=blocks[r.path], method=r.method, where=r.where,
-                               text=r.text),
+                               block=blocks[r.path], owner=owner, method=r.method,
+                               where=r.where, text=r.text),
             hint=f'declare the tie: c.init(make_model, key, tied={{"{r.path}": "readout"}}) '
             f'(in a --model file: TIED = {{"{r.path}": "readout"}}); if the read is not a '
             f"readout, read it as paramspec.scaled(self.{owner}).{info.field}")

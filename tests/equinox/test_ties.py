@@ -122,3 +122,31 @@ def test_a_declared_tie_indexed_as_a_table_and_eqx_shared_fail_at_init():
 
     with pytest.raises(ps.SpecError, match="shared is an eqx.nn.Shared"):
         c.init(SharedLM, KEY)
+
+
+class _Twice(eqx.Module):
+    """One hidden layer called twice (weight sharing across depth)."""
+
+    embed: eqx.nn.Linear
+    shared: eqx.nn.Linear
+    head: eqx.nn.Linear
+
+    def __init__(self, width, key):
+        k = jax.random.split(key, 3)
+        self.embed = eqx.nn.Linear(4, width, key=k[0])
+        self.shared = eqx.nn.Linear(width, width, key=k[1])
+        self.head = eqx.nn.Linear(width, 2, key=k[2])
+
+    def __call__(self, x):
+        h = jnp.tanh(self.embed(x))
+        return self.head(jnp.tanh(self.shared(jnp.tanh(self.shared(h)))))
+
+
+def test_a_module_called_twice_needs_no_declaration():
+    c = ps.compile("mup", width=32, base_width=16)
+    model = c.init(_Twice, KEY)
+    eff = ps.scaled(model)  # every call computes with the parameter's own m * w
+    x = jnp.ones(4)
+    h = jnp.tanh(eff.embed(x))
+    assert jnp.allclose(model(x), eff.head(jnp.tanh(eff.shared(jnp.tanh(eff.shared(h))))))
+    assert {r["path"]: r["block"] for r in c.describe(model)}["shared.weight"] == "hidden"
