@@ -496,5 +496,53 @@ def transfer_metrics_cmd(
         _emit(note)
 
 
+# ---------------------------------------------------------------------------- roles
+
+
+@app.command("roles")
+@handle_errors
+def roles_cmd(
+    spec: SpecArg,
+    model: Annotated[str, typer.Option(
+        "--model", help="FILE.py:FUNC, where FUNC(width, key) builds the Equinox model. The "
+        "file's optional LAYOUTS, ROLES and TIED dicts are passed to c.init.")],
+    width: Annotated[int, typer.Option("--width", help="Width to build the model at.")],
+    base_width: BaseWidthOpt = None,
+    optimizer: OptimizerOpt = None,
+    format: FormatOpt = Format.table,
+) -> None:
+    """Which block, role, fans and numbers every parameter of your model gets:
+    c.describe(c.init(FUNC, key)) for the spec at --width."""
+    import jax
+
+    from . import compile as compile_spec
+    from ._usermodel import load_model
+
+    user = load_model(model)
+    c = compile_spec(spec, width=width, base_width=base_width,
+                     optimizer=optimizer.value if optimizer else None)
+    built = c.init(user.make_model, jax.random.key(0), layouts=user.companion("LAYOUTS"),
+                   roles=user.companion("ROLES"), tied=user.companion("TIED"))
+    rows = c.describe(built)
+    if format is Format.json:
+        _json({"parameters": rows})
+        return
+
+    def tie(row: dict[str, Any]) -> str:
+        t = row["tied"]
+        return "" if t is None else f"{t['block']} x{t['multiplier']:.4g}"
+
+    _render_table(
+        f"{c.spec.name} at width {c.width} (base {c.base_width}, {c.optimizer_name}): "
+        f"{model}",
+        ["path", "block", "role", "fan_in", "fan_out", "multiplier", "init std", "lr x",
+         "eps x", "wd x", "tied"],
+        [[r["path"], r["block"], r["role"] or "-", str(r["fan_in"]), str(r["fan_out"]),
+          _num(r["multiplier"]), _num(r["init_std"]), _num(r["lr_scale"]),
+          _num(r["eps_scale"]), _num(r["wd_scale"]), tie(r)] for r in rows],
+        caption="init std `keep`: the module's own values. tied: the block whose use the "
+        "parameter's direct reads are, and the factor t on the stored array there.")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

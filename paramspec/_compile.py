@@ -217,7 +217,7 @@ class Compiled:
     def init(self, make_model: Callable[[int, Any], Any], key: Any, *,
              other_width: int | None = None, roles: Mapping[str, str] | None = None,
              layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
-             init_from: str = "spec") -> Any:
+             init_from: str = "spec", tied: Mapping[str, str] | None = None) -> Any:
         """Build `make_model(width, key)` at this width, parameterized by the spec.
 
         Each parameter's role comes from how its shape changes between `width` and
@@ -230,15 +230,20 @@ class Compiled:
         `init_from="model"` keeps the model's own init instead: its values at the base
         width (built there with the same key), scaled per parameter by the spec's
         init_std(width) / init_std(base_width) (GPT-2's 0.02 stays 0.02 at the base width).
+        `tied={"wte.weight": "readout"}` declares a tied weight whose direct reads
+        (`x @ self.wte.weight.T`) are the readout's use (docs/models.md, "Tied weights").
+        Roles, blocks, explicit layouts and ties are recorded on the returned model.
         """
         from ._equinox._build import init
 
         return init(self, make_model, key, other_width=other_width, roles=roles,
-                    layouts=layouts, form=form, init_from=init_from)  # type: ignore[arg-type]
+                    layouts=layouts, form=form, init_from=init_from,  # type: ignore[arg-type]
+                    tied=tied)
 
     def apply(self, model: Any, key: Any, *, roles: Mapping[str, str] | None = None,
               layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
-              init_from: str = "spec", base_model: Any = None) -> Any:
+              init_from: str = "spec", base_model: Any = None,
+              tied: Mapping[str, str] | None = None) -> Any:
         """`init` for a model that is already built: one width cannot tell roles, so every
         parameter must be selected by a `match` line of the spec or by `roles=`, a
         mapping from selectors (`"module=LayerNorm, field=weight"`, `"path=head.*"` or a
@@ -248,7 +253,14 @@ class Compiled:
         from ._equinox._build import apply
 
         return apply(self, model, key, roles=roles, layouts=layouts, form=form,  # type: ignore[arg-type]
-                     init_from=init_from, base_model=base_model)
+                     init_from=init_from, base_model=base_model, tied=tied)
+
+    def describe(self, model: Any) -> list[dict[str, Any]]:
+        """One row per parameter of a model built by `init`/`apply`: path, block, role,
+        fans and its numbers (multiplier, init_std, lr/eps/wd scales, tie)."""
+        from ._equinox._describe import describe
+
+        return describe(self, model)
 
     def optimizer(self, model: Any, *, learning_rate: Any, eps: float = 1e-8,
                   weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,

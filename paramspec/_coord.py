@@ -270,6 +270,9 @@ def coord_check(
     tolerance: float = 0.1,
     eps: float = 1e-8,
     prediction: str = "first_step",
+    layouts: Mapping[str, Any] | None = None,
+    roles: Mapping[str, str] | None = None,
+    tied: Mapping[str, str] | None = None,
 ) -> CoordCheck:
     """Train `steps` steps at every width and fit each layer's activation-change slope.
 
@@ -281,7 +284,9 @@ def coord_check(
       small enough that every `relative` change stays small) or `"theory"` (`-r` of the
       layer's role, theory.md §4, for the spec, optimizer and `alignment`). See the
       module docstring. `passed` when |slope - prediction| <= `tolerance`.
+    - `layouts`, `roles`, `tied`: passed to `c.init` at every width (see `Compiled.init`).
     """
+    init_kwargs = {"layouts": layouts, "roles": roles, "tied": tied}
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -316,7 +321,7 @@ def coord_check(
         per_seed_size: dict[str, list[float]] = {}
         per_seed_rel: dict[str, list[float]] = {}
         for seed in seeds:
-            model = c.init(make_model, jax.random.key(seed))
+            model = c.init(make_model, jax.random.key(seed), **init_kwargs)
             if not hasattr(model, "features") or not hasattr(model, "feature_roles"):
                 raise SpecError(
                     f"{type(model).__name__} has no `features`/`feature_roles` methods",

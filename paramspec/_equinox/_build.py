@@ -22,7 +22,8 @@ from .._select import assign_blocks
 from ._multiply import block_labels, multiply
 from ._own_init import check_init_from, rescale_own_init
 from ._reinit import reinit
-from ._roles import LeafInfo, describe_leaves, infer_leaves, map_parameters
+from ._roles import LeafInfo, ParamRecord, describe_leaves, infer_leaves, map_parameters
+from ._ties import check_reads, resolve_ties
 
 if TYPE_CHECKING:
     from .._compile import Compiled
@@ -92,9 +93,13 @@ def _parameterize(
     roles: Mapping[str, str] | None,
     form: Form,
     base: tuple[Any, list[LeafInfo]] | None = None,
+    tied: Mapping[str, str] | None = None,
 ) -> Any:
     blocks = assign_blocks(compiled.blocks, leaves, roles)
     values = {info.path: _values(compiled, blocks[info.path], info, form) for info in leaves}
+    ties = resolve_ties(compiled, leaves, blocks, values, tied,
+                        lambda block, info: _values(compiled, block, info, form))
+    check_reads(model, leaves, blocks, {b.name: b.role for b in compiled.blocks}, ties)
     if base is None:
         model = reinit(model, key, lambda info: values[info.path]["init"], leaves=leaves)
     else:  # init_from="model": the model's own init at the base width, scaled from there
@@ -116,11 +121,14 @@ def _parameterize(
 
         model = rescale_own_init(model, base_model, ratio, leaves=leaves)
     label = _ABSORBED if form == "absorbed" else ""
+    # Everything learned here travels with the model (static metadata on the wrappers):
+    # block (label), role, explicit layout and tie, for c.optimizer, describe and restores.
     return multiply(
         model,
         lambda info: values[info.path]["multiplier"],
         leaves=leaves,
         label_for=lambda info: label + blocks[info.path],
+        record_for=lambda info: ParamRecord(info.role, info.layout, ties.get(info.path)),
     )
 
 
@@ -134,6 +142,7 @@ def init(
     layouts: Mapping[str, Layout] | None = None,
     form: Form = "multiplier",
     init_from: str = "spec",
+    tied: Mapping[str, str] | None = None,
 ) -> Any:
     _check_form(form)
     check_init_from(init_from)
@@ -152,7 +161,7 @@ def init(
         base_model = model if compiled.base_width == compiled.width else _build_at_base(
             make_model, compiled.base_width, model_key)
         base = (base_model, describe_leaves(base_model, layouts=layouts))
-    return _parameterize(compiled, model, init_key, leaves, roles, form, base)
+    return _parameterize(compiled, model, init_key, leaves, roles, form, base, tied)
 
 
 def _build_at_base(make_model: Callable[[int, Any], Any], base_width: int, key: Any) -> Any:
@@ -179,6 +188,7 @@ def apply(
     form: Form = "multiplier",
     init_from: str = "spec",
     base_model: Any = None,
+    tied: Mapping[str, str] | None = None,
 ) -> Any:
     _check_form(form)
     check_init_from(init_from)
@@ -196,7 +206,7 @@ def apply(
     elif base_model is not None:
         raise SpecError("base_model= is only used with init_from='model'",
                         hint="add init_from='model', or leave base_model out")
-    return _parameterize(compiled, model, key, leaves, roles, form, base)
+    return _parameterize(compiled, model, key, leaves, roles, form, base, tied)
 
 
 def per_leaf_values(compiled: Compiled, model: Any) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,7 +166,8 @@ def spec_label(spec: str, embed_lr_mult: float = 1.0) -> str:
 class _Trainer:
     """One compiled training program per (spec, width), reused across lr/mult/seed."""
 
-    def __init__(self, task: Task, spec: str, width: int, base_width: int | None) -> None:
+    def __init__(self, task: Task, spec: str, width: int, base_width: int | None,
+                 init_kwargs: dict[str, Any] | None = None) -> None:
         import equinox as eqx
         import jax
         import jax.numpy as jnp
@@ -176,8 +177,9 @@ class _Trainer:
         from .._equinox._roles import map_parameters
 
         self.task, self.width = task, width
+        self.init_kwargs = init_kwargs or {}  # layouts= / roles= / tied= for c.init
         self.compiled = compile_spec(spec, width=width, base_width=base_width)
-        template = self.compiled.init(task.make_model, jax.random.key(0))
+        template = self.compiled.init(task.make_model, jax.random.key(0), **self.init_kwargs)
         # The learning rate is applied *after* c.optimizer (built with learning_rate=1):
         # its last stage is the linear `-learning_rate * u`, so `lr * update(1)` is exactly
         # the update at `lr`, and one compiled program then serves the whole lr grid (with
@@ -216,7 +218,8 @@ class _Trainer:
         import jax
         import jax.numpy as jnp
 
-        model = self.compiled.init(self.task.make_model, jax.random.key(seed))
+        model = self.compiled.init(self.task.make_model, jax.random.key(seed),
+                                   **self.init_kwargs)
         data = self.task.train_data(seed, steps)
         lr_, mult = jnp.asarray(lr, jnp.float32), jnp.asarray(embed_lr_mult, jnp.float32)
         return float(self._train(model, lr_, mult, data, self.task.eval_batch))
@@ -228,14 +231,15 @@ _TRAINERS: dict[tuple[Any, ...], _Trainer] = {}
 _MAX_TRAINERS = 4
 
 
-def _trainer(task: Task, spec: str, width: int, base_width: int | None) -> _Trainer:
+def _trainer(task: Task, spec: str, width: int, base_width: int | None,
+             init_kwargs: dict[str, Any] | None = None) -> _Trainer:
     path = Path(spec)
     source = path.read_text(encoding="utf-8") if spec.endswith(".pspec") and path.is_file() else ""
-    key = (id(task), spec, source, width, base_width)
+    key = (id(task), spec, source, width, base_width, repr(init_kwargs))
     if key not in _TRAINERS:
         while len(_TRAINERS) >= _MAX_TRAINERS:
             _TRAINERS.pop(next(iter(_TRAINERS)))
-        _TRAINERS[key] = _Trainer(task, spec, width, base_width)
+        _TRAINERS[key] = _Trainer(task, spec, width, base_width, init_kwargs)
     return _TRAINERS[key]
 
 
@@ -266,6 +270,9 @@ def sweep(
     batch_size: int | None = None,
     progress: bool = True,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    layouts: Mapping[str, Any] | None = None,
+    roles: Mapping[str, str] | None = None,
+    tied: Mapping[str, str] | None = None,
 ) -> SweepReport:
     """Train the grid and append each finished run's final row to `out/results.csv`.
 
@@ -273,6 +280,7 @@ def sweep(
     already has a final row in the file are skipped, so rerunning a killed sweep
     finishes it. A run whose final loss is nan or inf is recorded as `diverged`.
     `on_run(row)` is called after each row is written (a hook for progress or tests).
+    `layouts`, `roles`, `tied` are passed to `c.init` (see `Compiled.init`).
     The results file is validated before anything runs: a foreign or corrupt file is a
     `ResultsFileError` and is left byte-for-byte unchanged.
 
@@ -327,7 +335,8 @@ def sweep(
             label = spec_label(spec, mult)
             advance(f"{label} w{width} lr {lr:.3g} s{seed}", 0)
             start = time.perf_counter()
-            trainer = _trainer(task, spec, width, base_width)
+            trainer = _trainer(task, spec, width, base_width,
+                               {"layouts": layouts, "roles": roles, "tied": tied})
             loss = trainer.run(lr, mult, seed, steps)
             row = {
                 "key": key_of(spec, width, lr, mult, seed),
