@@ -208,14 +208,18 @@ class Compiled:
                     layouts=layouts, form=form)  # type: ignore[arg-type]
 
     def apply(self, model: Any, key: Any, *, roles: Mapping[str, str] | None = None,
-              layouts: Mapping[str, Any] | None = None, form: str = "multiplier") -> Any:
+              layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
+              attention: Mapping[str, str] | str | None = None) -> Any:
         """`init` for a model that is already built: one width cannot tell roles, so every
         parameter must be selected by a `match` line of the spec or by `roles=`, a
         mapping from selectors (`"module=LayerNorm, field=weight"`, `"path=head.*"` or a
-        bare path glob) to a role (`"hidden"`, ...) or a block name."""
+        bare path glob) to a role (`"hidden"`, ...) or a block name. `attention`:
+        `"head_size"` or `"heads"` (or a mapping from attention-module path to either),
+        what grows with width, where the spec's logit scale depends on it."""
         from ._equinox._build import apply
 
-        return apply(self, model, key, roles=roles, layouts=layouts, form=form)  # type: ignore[arg-type]
+        return apply(self, model, key, roles=roles, layouts=layouts, form=form,  # type: ignore[arg-type]
+                     attention=attention)
 
     def optimizer(self, model: Any, *, learning_rate: Any, eps: float = 1e-8,
                   weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import jax
 
+from .._attention import needs_growth
 from .._errors import SpecError
 from .._select import assign_blocks
+from ._attention import attention_growth, scale_attention
 from ._multiply import block_labels, multiply
 from ._reinit import reinit
 from ._roles import LeafInfo, describe_leaves, infer_leaves, map_parameters
@@ -77,17 +79,20 @@ def _parameterize(
     leaves: list[LeafInfo],
     roles: Mapping[str, str] | None,
     form: Form,
+    growth: Mapping[str, str] | str | None = None,
 ) -> Any:
     blocks = assign_blocks(compiled.blocks, leaves, roles)
     values = {info.path: _values(compiled, blocks[info.path], info, form) for info in leaves}
     model = reinit(model, key, lambda info: values[info.path]["init"], leaves=leaves)
     label = _ABSORBED if form == "absorbed" else ""
-    return multiply(
+    model = multiply(
         model,
         lambda info: values[info.path]["multiplier"],
         leaves=leaves,
         label_for=lambda info: label + blocks[info.path],
     )
+    # the spec's attention logit scale, on the query projections (see _attention.py)
+    return scale_attention(compiled, model, leaves, growth)
 
 
 def init(
@@ -110,8 +115,11 @@ def init(
     other = other_width if other_width is not None else 2 * compiled.width
     model_key, init_key = jax.random.split(key)
     leaves = infer_leaves(make_model, compiled.width, other, key=model_key, layouts=layouts)
+    growth = None
+    if needs_growth(compiled.spec.attention):
+        growth = attention_growth(make_model, compiled.width, other, model_key)
     model = make_model(compiled.width, model_key)
-    return _parameterize(compiled, model, init_key, leaves, roles, form)
+    return _parameterize(compiled, model, init_key, leaves, roles, form, growth)
 
 
 def apply(
@@ -122,10 +130,11 @@ def apply(
     roles: Mapping[str, str] | None = None,
     layouts: Mapping[str, Layout] | None = None,
     form: Form = "multiplier",
+    attention: Mapping[str, str] | str | None = None,
 ) -> Any:
     _check_form(form)
     leaves = describe_leaves(model, layouts=layouts)
-    return _parameterize(compiled, model, key, leaves, roles, form)
+    return _parameterize(compiled, model, key, leaves, roles, form, attention)
 
 
 def per_leaf_values(compiled: Compiled, model: Any) -> Any:
