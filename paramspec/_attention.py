@@ -25,15 +25,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from ._errors import SpecError
 from ._ir import Attention, Exponent, Expr, Power, Spec
 from ._theory import Theory
 
+if TYPE_CHECKING:
+    from ._compile import Compiled
+
 __all__ = [
     "GROWTHS",
     "STANDARD_LOGITS",
     "LogitTheory",
+    "attention_scale",
     "logit_exponent",
     "logit_scale",
     "logit_theory",
@@ -94,6 +99,27 @@ def module_factor(attention: Attention | None, *, head_dim: int, head_n: float,
     if expr.exponent_of("head_dim").is_zero and own != 0:
         value *= float(head_dim) ** float(-own)
     return value
+
+
+def attention_scale(compiled: Compiled, *, head_dim: int, growth: str) -> float:
+    """The logit scale s of `compiled`'s spec for a head of size `head_dim`, where
+    `growth` ("heads" or "head_size") grows with width: for attention modules that
+    paramspec does not recognise (multiply your logits, or your queries, by it).
+
+    !!! Example
+
+        ```python
+        import paramspec as ps
+
+        c = ps.compile("mup", width=256, base_width=64)   # 4 heads: d = 64, d_base = 16
+        assert ps.attention_scale(c, head_dim=64, growth="head_size") == 4 / 64
+        assert ps.attention_scale(c, head_dim=64, growth="heads") == 1 / 8
+        ```
+    """
+    _check_growth(growth)
+    head_n = compiled.n if growth == "head_size" else 1.0
+    return logit_scale(compiled.spec.attention, head_dim=head_dim, head_n=head_n,
+                       alignment=compiled.alignment)
 
 
 def logit_exponent(attention: Attention | None, growth: str,

@@ -612,7 +612,7 @@ class _Builder:
             if word in ATTENTION_SYMBOLS:
                 raise self.error(tok, f"`{word}` is a symbol of the attention block only",
                                  hint="write the logit scale as `attention { logits "
-                                 f"head_dim^(-1/2) * head_n^(-1/2) }}`")
+                                 "head_dim^(-1/2) * head_n^(-1/2) }`")
             if word in SYMBOLS:
                 raise self.error(
                     tok, f"`{word}` cannot appear in the attention logit scale",
