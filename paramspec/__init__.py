@@ -62,6 +62,10 @@ _LAZY = {
     "infer_leaves": "._equinox",
     "describe_leaves": "._equinox",
     "map_parameters": "._equinox",
+    # attention logit scale (pure Python)
+    "attention_scale": "._attention",
+    "logit_theory": "._attention",
+    "LogitTheory": "._attention",
     # coordinate check (JAX)
     "coord_check": "._coord",
     "CoordCheck": "._coord",
@@ -79,6 +83,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ._analysis import check as check
     from ._analysis import equivalent as equivalent
     from ._analysis import explain as explain
+    from ._attention import LogitTheory as LogitTheory
+    from ._attention import attention_scale as attention_scale
+    from ._attention import logit_theory as logit_theory
     from ._coord import CoordCheck as CoordCheck
     from ._coord import coord_check as coord_check
     from ._coord import linear_loss as linear_loss

@@ -243,17 +243,21 @@ class Compiled:
     def apply(self, model: Any, key: Any, *, roles: Mapping[str, str] | None = None,
               layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
               init_from: str = "spec", base_model: Any = None,
-              tied: Mapping[str, str] | None = None) -> Any:
+              tied: Mapping[str, str] | None = None,
+              attention: Mapping[str, str] | str | None = None) -> Any:
         """`init` for a model that is already built: one width cannot tell roles, so every
         parameter must be selected by a `match` line of the spec or by `roles=`, a
         mapping from selectors (`"module=LayerNorm, field=weight"`, `"path=head.*"` or a
         bare path glob) to a role (`"hidden"`, ...) or a block name. `init_from="model"`
         keeps the model's own init as in `init`; away from the base width it needs
-        `base_model=`, the same model built at the base width."""
+        `base_model=`, the same model built at the base width. `attention`:
+        `"head_size"` or `"heads"` (or a mapping from attention-module path to either),
+        what grows with width, where the spec's logit scale depends on it."""
         from ._equinox._build import apply
 
         return apply(self, model, key, roles=roles, layouts=layouts, form=form,  # type: ignore[arg-type]
-                     init_from=init_from, base_model=base_model, tied=tied)
+                     init_from=init_from, base_model=base_model, tied=tied,
+                     attention=attention)
 
     def describe(self, model: Any) -> list[dict[str, Any]]:
         """One row per parameter of a model built by `init`/`apply`: path, block, role,

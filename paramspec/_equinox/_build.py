@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import jax
 
+from .._attention import needs_growth
 from .._errors import SpecError
 from .._select import assign_blocks
+from ._attention import attention_growth, scale_attention
 from ._multiply import block_labels, multiply
 from ._own_init import check_init_from, rescale_own_init
 from ._reinit import reinit
@@ -94,6 +96,7 @@ def _parameterize(
     form: Form,
     base: tuple[Any, list[LeafInfo]] | None = None,
     tied: Mapping[str, str] | None = None,
+    growth: Mapping[str, str] | str | None = None,
 ) -> Any:
     blocks = assign_blocks(compiled.blocks, leaves, roles)
     values = {info.path: _values(compiled, blocks[info.path], info, form) for info in leaves}
@@ -123,13 +126,15 @@ def _parameterize(
     label = _ABSORBED if form == "absorbed" else ""
     # Everything learned here travels with the model (static metadata on the wrappers):
     # block (label), role, explicit layout and tie, for c.optimizer, describe and restores.
-    return multiply(
+    model = multiply(
         model,
         lambda info: values[info.path]["multiplier"],
         leaves=leaves,
         label_for=lambda info: label + blocks[info.path],
         record_for=lambda info: ParamRecord(info.role, info.layout, ties.get(info.path)),
     )
+    # the spec's attention logit scale, on the query projections (see _attention.py)
+    return scale_attention(compiled, model, leaves, growth)
 
 
 def init(
@@ -155,13 +160,16 @@ def init(
     other = other_width if other_width is not None else 2 * compiled.width
     model_key, init_key = jax.random.split(key)
     leaves = infer_leaves(make_model, compiled.width, other, key=model_key, layouts=layouts)
+    growth = None
+    if needs_growth(compiled.spec.attention):
+        growth = attention_growth(make_model, compiled.width, other, model_key)
     model = make_model(compiled.width, model_key)
     base = None
     if init_from == "model":
         base_model = model if compiled.base_width == compiled.width else _build_at_base(
             make_model, compiled.base_width, model_key)
         base = (base_model, describe_leaves(base_model, layouts=layouts))
-    return _parameterize(compiled, model, init_key, leaves, roles, form, base, tied)
+    return _parameterize(compiled, model, init_key, leaves, roles, form, base, tied, growth)
 
 
 def _build_at_base(make_model: Callable[[int, Any], Any], base_width: int, key: Any) -> Any:
@@ -189,6 +197,7 @@ def apply(
     init_from: str = "spec",
     base_model: Any = None,
     tied: Mapping[str, str] | None = None,
+    attention: Mapping[str, str] | str | None = None,
 ) -> Any:
     _check_form(form)
     check_init_from(init_from)
@@ -206,7 +215,7 @@ def apply(
     elif base_model is not None:
         raise SpecError("base_model= is only used with init_from='model'",
                         hint="add init_from='model', or leave base_model out")
-    return _parameterize(compiled, model, key, leaves, roles, form, base, tied)
+    return _parameterize(compiled, model, key, leaves, roles, form, base, tied, attention)
 
 
 def per_leaf_values(compiled: Compiled, model: Any) -> Any:
