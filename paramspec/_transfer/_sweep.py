@@ -507,6 +507,10 @@ def sweep(
         raise SweepError(f"`steps` must be an int >= 1; got {steps!r}.")
     if any(s < 0 for s in seeds):
         raise SweepError(f"`seeds` must be ints >= 0; got {list(seeds)}.")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise SweepError(f"`batch_size` must be None or an int >= 1; got {batch_size!r}.")
     if not (isinstance(weight_decay, int | float) and 0 <= weight_decay < math.inf):
         raise SweepError(f"`weight_decay` must be a number >= 0; got {weight_decay!r}.")
     label, resolve, roles, layouts = _model_source(model, make_batch, loss, roles, layouts)
