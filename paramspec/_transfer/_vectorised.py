@@ -10,9 +10,9 @@ sequential engine's step, inside one `jax.lax.scan` over the steps:
 - **Chunks.** At most `chunk_size` runs go through the program at once (default: as
   many as fit a quarter of the device's memory at about 8 copies of the parameters per
   run -- parameters, gradients, two Adam moments, updates and activations' slack --
-  rounded down to a multiple of the device count). Every chunk has the same size (the
-  last one is padded with copies of a real run, whose results are dropped), so the
-  program compiles once per (spec, width).
+  times the device count). The runs are split into as few chunks as that allows, all of
+  one size (a multiple of the device count; the last chunk is padded with copies of a
+  real run, whose results are dropped), so the program compiles once per (spec, width).
 - **Devices.** The run axis is sharded over a 1-D `jax.sharding.Mesh` of all devices
   (`jax.devices()`), the data and the evaluation batch are replicated: each device
   trains its share of the runs, and no collective is needed. With several hosts,
@@ -136,11 +136,13 @@ class VectorTrainer:
     # ------------------------------------------------------------------ training
 
     def chunk_size(self, requested: int | None, runs: int) -> int:
-        """Runs per program: `requested` (or the memory default), no more than needed,
-        rounded up to a multiple of the device count."""
+        """Runs per program: at most `requested` (or the memory default), in as few
+        chunks as that allows, of equal size (so the padding of the last one is
+        smallest), rounded up to a multiple of the device count."""
         n = len(self.devices)
-        size = requested if requested is not None else default_chunk_size(self.param_bytes, n)
-        size = min(size, runs)
+        limit = requested if requested is not None else default_chunk_size(self.param_bytes, n)
+        chunks = -(-runs // max(1, limit))
+        size = -(-runs // chunks)
         return -(-size // n) * n
 
     def run_chunks(

@@ -150,6 +150,8 @@ def test_chunk_size_is_a_multiple_of_the_devices_and_no_larger_than_needed():
     n = len(jax.devices())
     assert trainer.chunk_size(None, 5) == -(-5 // n) * n  # memory allows all 5 runs
     assert trainer.chunk_size(2, 100) == -(-2 // n) * n
+    if n == 1:  # 25 runs in chunks of at most 10: three chunks of 9, not 10 + 10 + 5
+        assert trainer.chunk_size(10, 25) == 9
     with pytest.raises(SweepError, match="chunk_size"):
         sweep(["mup"], out="unused", chunk_size=0, **GRID)
 
@@ -224,3 +226,44 @@ def test_sweep_cli_of_a_model_file(tmp_path):
     source.write_text(source.read_text().replace("def make_batch", "def other"))
     bad = CliRunner().invoke(app, [*args[:-1], "--no-progress", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "make_batch" in bad.output
+
+
+_DEVICES_WORKER = """
+import json, sys, tempfile
+import jax
+from paramspec._transfer import ResultsFile
+from paramspec._transfer._sweep import _TRAINERS, sweep
+
+grid = dict(model="mlp", widths=[8], lrs=[1e-2, 3e-2, 1e-1], seeds=[0, 1], steps=4,
+            progress=False)
+out = {}
+for engine in ("sequential", "vectorised"):
+    d = tempfile.mkdtemp()
+    sweep(["mup"], out=d, engine=engine, **grid)
+    out[engine] = {r["key"]: r["loss"] for r in ResultsFile(d + "/results.csv").final_rows()}
+(trainer,) = [t for t in _TRAINERS.values() if hasattr(t, "mesh")]
+print(json.dumps({"devices": len(jax.devices()), "mesh": dict(trainer.mesh.shape),
+                  "chunk": trainer.chunk_size(None, 6), **out}))
+"""
+
+
+@pytest.mark.slow
+def test_vectorised_engine_spreads_runs_over_four_devices():
+    # The device count must be set before JAX starts: a subprocess with 4 CPU devices.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
+    proc = subprocess.run([sys.executable, "-P", "-c", _DEVICES_WORKER], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["devices"] == 4 and result["mesh"] == {"runs": 4}
+    assert result["chunk"] == 8  # 6 runs padded to a multiple of the 4 devices
+    seq, vec = result["sequential"], result["vectorised"]
+    assert len(seq) == 6 and seq.keys() == vec.keys()
+    for key in seq:
+        assert vec[key] == pytest.approx(seq[key], rel=1e-5, abs=1e-7), key
