@@ -467,8 +467,10 @@ def _linear_output_loss(model: Any, batch: Any) -> Any:
 def sweep_cmd(
     specs: Annotated[list[str], typer.Argument(help="Specs to sweep (names or paths).")],
     out: Annotated[Path, typer.Option("--out", help="Directory of results.csv and plots.")],
-    model: Annotated[ModelName, typer.Option("--model", help="Reference task.")]
-    = ModelName.mlp,
+    model: Annotated[str, typer.Option("--model", help="Reference task (mlp, transformer) "
+                                       "or your model as FILE.py:FUNC (FUNC(width, key); the "
+                                       "file's make_batch(key, batch_size) -> (x, y), optional "
+                                       "loss(model, x, y), LAYOUTS, ROLES).")] = "mlp",
     widths: Annotated[str, typer.Option("--widths", help="Comma-separated widths.")]
     = "32,64,128",
     lrs: Annotated[str, typer.Option("--lrs", help="Comma-separated learning rates.")]
@@ -479,6 +481,17 @@ def sweep_cmd(
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per point (0..N-1).")] = 2,
     steps: Annotated[int, typer.Option("--steps", help="Training steps per run.")] = 100,
     base_width: BaseWidthOpt = None,
+    weight_decay: Annotated[float, typer.Option(
+        "--weight-decay", help="Decoupled weight decay (AdamW), times each layer's factor.")]
+    = 0.0,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", help="Training batch size (default: the task's).")] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="vectorised (every lr and seed of a spec and width in one "
+        "compiled program) or sequential (one run at a time).")] = "vectorised",
+    chunk: Annotated[int | None, typer.Option(
+        "--chunk", help="Runs per compiled program with --engine vectorised (default: as "
+        "many as fit a quarter of the memory); lower it if memory runs out.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -490,11 +503,12 @@ def sweep_cmd(
 
     if seeds < 1:
         raise SpecError(f"--seeds must be >= 1; got {seeds}")
-    report = sweep(specs, model=model.value, widths=_ints("--widths", widths),
+    report = sweep(specs, model=model, widths=_ints("--widths", widths),
                    lrs=_floats("--lrs", lrs), embed_lr_mults=_floats("--embed-lr-mult",
                                                                      embed_lr_mult),
                    seeds=tuple(range(seeds)), steps=steps, base_width=base_width, out=out,
-                   progress=progress)
+                   weight_decay=weight_decay, batch_size=batch_size, engine=engine,
+                   chunk_size=chunk, progress=progress)
     rows = ResultsFile(report.results).final_rows()
     try:
         summary = summarize(rows)
