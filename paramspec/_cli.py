@@ -43,6 +43,7 @@ class OptimizerName(StrEnum):
     adam_atan2 = "adam_atan2"
     sgd = "sgd"
     adafactor = "adafactor"
+    muon = "muon"
 
 
 SpecArg = Annotated[str, typer.Argument(help="A built-in spec name (see `paramspec list`) "
@@ -53,7 +54,8 @@ BaseWidthOpt = Annotated[int | None, typer.Option(
 AlignmentOpt = Annotated[str | None, typer.Option(
     "--alignment", help="full | none | a rational in [1/2, 1] (default: the spec's, else full).")]
 OptimizerOpt = Annotated[OptimizerName | None, typer.Option(
-    "--optimizer", help="adam | adam_atan2 | sgd | adafactor (default: the spec's, else adam).")]
+    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | muon (default: the spec's, "
+    "else adam).")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="table (readable) or json.")]
 
 
@@ -151,7 +153,7 @@ def compile_cmd(
 # ---------------------------------------------------------------------------- analysis
 
 AnyOptimizerOpt = Annotated[str | None, typer.Option(
-    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | all (default: the spec's; "
+    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | muon | all (default: the spec's; "
     "every optimizer when the spec sets none).")]
 AnyAlignmentOpt = Annotated[str | None, typer.Option(
     "--alignment", help="full | none | Q | all (default: the spec's; both when it sets none).")]
@@ -417,6 +419,7 @@ def sweep_cmd(
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per point (0..N-1).")] = 2,
     steps: Annotated[int, typer.Option("--steps", help="Training steps per run.")] = 100,
     base_width: BaseWidthOpt = None,
+    optimizer: OptimizerOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -432,7 +435,7 @@ def sweep_cmd(
                    lrs=_floats("--lrs", lrs), embed_lr_mults=_floats("--embed-lr-mult",
                                                                      embed_lr_mult),
                    seeds=tuple(range(seeds)), steps=steps, base_width=base_width, out=out,
-                   progress=progress)
+                   progress=progress, optimizer=optimizer.value if optimizer else None)
     rows = ResultsFile(report.results).final_rows()
     try:
         summary = summarize(rows)

@@ -32,14 +32,14 @@ __all__ = [
 ]
 
 Role = Literal["input", "hidden", "output", "vector", "constant"]
-Optimizer = Literal["adam", "adam_atan2", "sgd", "adafactor"]
+Optimizer = Literal["adam", "adam_atan2", "sgd", "adafactor", "muon"]
 Symbol = Literal["n", "fan_in", "fan_out"]
 Quantity = Literal["multiplier", "init", "lr", "eps", "wd"]
 SelectorKey = Literal["module", "field", "path"]
 Allowance = Literal["unstable_init"]
 
 ROLES: tuple[str, ...] = ("input", "hidden", "output", "vector", "constant")
-OPTIMIZERS: tuple[str, ...] = ("adam", "adam_atan2", "sgd", "adafactor")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adam_atan2", "sgd", "adafactor", "muon")
 SYMBOLS: tuple[str, ...] = ("n", "fan_in", "fan_out")
 QUANTITIES: tuple[str, ...] = ("multiplier", "init", "lr", "eps", "wd")
 ALLOWANCES: tuple[str, ...] = ("unstable_init",)

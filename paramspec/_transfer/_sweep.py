@@ -166,7 +166,8 @@ def spec_label(spec: str, embed_lr_mult: float = 1.0) -> str:
 class _Trainer:
     """One compiled training program per (spec, width), reused across lr/mult/seed."""
 
-    def __init__(self, task: Task, spec: str, width: int, base_width: int | None) -> None:
+    def __init__(self, task: Task, spec: str, width: int, base_width: int | None,
+                 optimizer: str | None = None) -> None:
         import equinox as eqx
         import jax
         import jax.numpy as jnp
@@ -176,7 +177,8 @@ class _Trainer:
         from .._equinox._roles import map_parameters
 
         self.task, self.width = task, width
-        self.compiled = compile_spec(spec, width=width, base_width=base_width)
+        self.compiled = compile_spec(spec, width=width, base_width=base_width,
+                                     optimizer=optimizer)
         template = self.compiled.init(task.make_model, jax.random.key(0))
         # The learning rate is applied *after* c.optimizer (built with learning_rate=1):
         # its last stage is the linear `-learning_rate * u`, so `lr * update(1)` is exactly
@@ -228,14 +230,15 @@ _TRAINERS: dict[tuple[Any, ...], _Trainer] = {}
 _MAX_TRAINERS = 4
 
 
-def _trainer(task: Task, spec: str, width: int, base_width: int | None) -> _Trainer:
+def _trainer(task: Task, spec: str, width: int, base_width: int | None,
+             optimizer: str | None = None) -> _Trainer:
     path = Path(spec)
     source = path.read_text(encoding="utf-8") if spec.endswith(".pspec") and path.is_file() else ""
-    key = (id(task), spec, source, width, base_width)
+    key = (id(task), spec, source, width, base_width, optimizer)
     if key not in _TRAINERS:
         while len(_TRAINERS) >= _MAX_TRAINERS:
             _TRAINERS.pop(next(iter(_TRAINERS)))
-        _TRAINERS[key] = _Trainer(task, spec, width, base_width)
+        _TRAINERS[key] = _Trainer(task, spec, width, base_width, optimizer)
     return _TRAINERS[key]
 
 
@@ -266,6 +269,7 @@ def sweep(
     batch_size: int | None = None,
     progress: bool = True,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    optimizer: str | None = None,
 ) -> SweepReport:
     """Train the grid and append each finished run's final row to `out/results.csv`.
 
@@ -273,6 +277,8 @@ def sweep(
     already has a final row in the file are skipped, so rerunning a killed sweep
     finishes it. A run whose final loss is nan or inf is recorded as `diverged`.
     `on_run(row)` is called after each row is written (a hook for progress or tests).
+    `optimizer` overrides the specs' own (default: each spec's, else adam); when given,
+    the `spec` column reads `name@optimizer`, so runs of two optimizers stay apart.
     The results file is validated before anything runs: a foreign or corrupt file is a
     `ResultsFileError` and is left byte-for-byte unchanged.
 
@@ -309,7 +315,11 @@ def sweep(
     ]
 
     def key_of(spec: str, width: int, lr: float, mult: float, seed: int) -> str:
-        return run_key(spec_label(spec, mult), model, width, lr, mult, seed, steps=steps)
+        return run_key(label_of(spec, mult), model, width, lr, mult, seed, steps=steps)
+
+    def label_of(spec: str, mult: float) -> str:
+        label = spec_label(spec, mult)
+        return label if optimizer is None else f"{label}@{optimizer}"
 
     todo = [run for run in grid if key_of(*run) not in done]
     skipped = len(grid) - len(todo)
@@ -319,15 +329,15 @@ def sweep(
     from .._compile import compile as compile_spec
 
     for spec in dict.fromkeys(s for s, *_ in todo):  # fail early on a bad spec
-        compile_spec(spec, width=max(widths), base_width=base_width)
+        compile_spec(spec, width=max(widths), base_width=base_width, optimizer=optimizer)
 
     task = make_task(model, batch_size=batch_size)
     with _progress(progress, len(grid), skipped) as advance:
         for spec, width, lr, mult, seed in todo:
-            label = spec_label(spec, mult)
+            label = label_of(spec, mult)
             advance(f"{label} w{width} lr {lr:.3g} s{seed}", 0)
             start = time.perf_counter()
-            trainer = _trainer(task, spec, width, base_width)
+            trainer = _trainer(task, spec, width, base_width, optimizer)
             loss = trainer.run(lr, mult, seed, steps)
             row = {
                 "key": key_of(spec, width, lr, mult, seed),
