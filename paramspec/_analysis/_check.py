@@ -33,8 +33,8 @@ from .._compile import Compiled, parse_alignment
 from .._compile import compile as compile_spec
 from .._errors import SpecError
 from .._ir import OPTIMIZERS, Expr, Spec
-from .._muon_rule import MUON
 from .._library import load, resolve, validate
+from .._muon_rule import MUON
 from .._theory import (
     INPUT_LIKE,
     LayerTheory,
