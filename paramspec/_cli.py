@@ -43,6 +43,7 @@ class OptimizerName(StrEnum):
     adam_atan2 = "adam_atan2"
     sgd = "sgd"
     adafactor = "adafactor"
+    muon = "muon"
 
 
 SpecArg = Annotated[str, typer.Argument(help="A built-in spec name (see `paramspec list`) "
@@ -53,7 +54,8 @@ BaseWidthOpt = Annotated[int | None, typer.Option(
 AlignmentOpt = Annotated[str | None, typer.Option(
     "--alignment", help="full | none | a rational in [1/2, 1] (default: the spec's, else full).")]
 OptimizerOpt = Annotated[OptimizerName | None, typer.Option(
-    "--optimizer", help="adam | adam_atan2 | sgd | adafactor (default: the spec's, else adam).")]
+    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | muon (default: the spec's, "
+    "else adam).")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="table (readable) or json.")]
 
 
@@ -162,7 +164,7 @@ def compile_cmd(
 # ---------------------------------------------------------------------------- analysis
 
 AnyOptimizerOpt = Annotated[str | None, typer.Option(
-    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | all (default: the spec's; "
+    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | muon | all (default: the spec's; "
     "every optimizer when the spec sets none).")]
 AnyAlignmentOpt = Annotated[str | None, typer.Option(
     "--alignment", help="full | none | Q | all (default: the spec's; both when it sets none).")]
@@ -492,6 +494,7 @@ def sweep_cmd(
     chunk: Annotated[int | None, typer.Option(
         "--chunk", help="Runs per compiled program with --engine vectorised (default: as "
         "many as fit a quarter of the memory); lower it if memory runs out.")] = None,
+    optimizer: OptimizerOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -508,7 +511,8 @@ def sweep_cmd(
                                                                      embed_lr_mult),
                    seeds=tuple(range(seeds)), steps=steps, base_width=base_width, out=out,
                    weight_decay=weight_decay, batch_size=batch_size, engine=engine,
-                   chunk_size=chunk, progress=progress)
+                   chunk_size=chunk, progress=progress,
+                   optimizer=optimizer.value if optimizer else None)
     rows = ResultsFile(report.results).final_rows()
     try:
         summary = summarize(rows)

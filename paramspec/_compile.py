@@ -127,7 +127,7 @@ class Compiled:
     width: int
     base_width: int
     alignment: Fraction
-    optimizer_name: str  # adam | adam_atan2 | sgd | adafactor (`optimizer()` builds it)
+    optimizer_name: str  # adam | adam_atan2 | sgd | adafactor | muon (`optimizer()` builds it)
     theory: Theory = field(repr=False)
 
     @property
@@ -269,7 +269,8 @@ class Compiled:
     def optimizer(self, model: Any, *, learning_rate: Any, eps: float = 1e-8,
                   weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,
                   momentum: float | None = 0.9, atan2_a: float = 1.27, atan2_b: float = 1.0,
-                  adafactor_kwargs: Mapping[str, Any] | None = None) -> Any:
+                  adafactor_kwargs: Mapping[str, Any] | None = None,
+                  muon_scale: str = "spectral") -> Any:
         """The Optax optimizer for a model built by `init`/`apply`.
 
         A standard `optax.GradientTransformation` (an `optax.named_chain`: core ->
@@ -278,9 +279,14 @@ class Compiled:
         weight decay (`weight_decay` times its factor; per-step decay learning_rate *
         lr factor * wd) baked in as static floats. `learning_rate` may be a float or an
         Optax schedule. Initialise it with `eqx.filter(model, eqx.is_inexact_array)`.
+        Under `muon`, hidden matrices take `optax.contrib.scale_by_muon` times a static
+        shape factor, `muon_scale` = `"spectral"` (`sqrt(fan_out/fan_in)`), `"jordan"`
+        (Optax's default) or `"moonlight"` (AdamW-matched RMS at the base width); see
+        docs/theory.md.
         """
         from ._equinox._build import optimizer
 
         return optimizer(self, model, learning_rate=learning_rate, eps=eps,
                          weight_decay=weight_decay, b1=b1, b2=b2, momentum=momentum,
-                         atan2_a=atan2_a, atan2_b=atan2_b, adafactor_kwargs=adafactor_kwargs)
+                         atan2_a=atan2_a, atan2_b=atan2_b, adafactor_kwargs=adafactor_kwargs,
+                         muon_scale=muon_scale)

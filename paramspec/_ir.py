@@ -33,14 +33,14 @@ __all__ = [
 ]
 
 Role = Literal["input", "hidden", "output", "vector", "constant"]
-Optimizer = Literal["adam", "adam_atan2", "sgd", "adafactor"]
+Optimizer = Literal["adam", "adam_atan2", "sgd", "adafactor", "muon"]
 Symbol = Literal["n", "fan_in", "fan_out", "head_dim", "head_n"]
 Quantity = Literal["multiplier", "init", "lr", "eps", "wd"]
 SelectorKey = Literal["module", "field", "path"]
 Allowance = Literal["unstable_init"]
 
 ROLES: tuple[str, ...] = ("input", "hidden", "output", "vector", "constant")
-OPTIMIZERS: tuple[str, ...] = ("adam", "adam_atan2", "sgd", "adafactor")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adam_atan2", "sgd", "adafactor", "muon")
 SYMBOLS: tuple[str, ...] = ("n", "fan_in", "fan_out")
 # The symbols of the `attention` block's `logits` (and only there): the head size d and
 # the head-size multiplier d / d_base (1 where the head count grows instead).
