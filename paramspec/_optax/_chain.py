@@ -428,6 +428,13 @@ def build_optimizer(
                 "kind='muon' needs `muon_dimension_numbers`: which leaves Muon orthogonalises.",
                 hint="use Compiled.optimizer(model), which derives it from the roles, or pass "
                 "a tree of optax.contrib.MuonDimensionNumbers (None for Adam leaves).")
+        if isinstance(eps_tree, float):  # one eps for every leaf: shape it like the params
+            if not shaped:
+                raise OptimizerConfigError(
+                    "kind='muon' needs at least one per-leaf tree (lr_scale, eps or "
+                    "weight_decay) shaped like the params.",
+                    hint="build them with `jax.tree.map(lambda p: 1.0, params)`.")
+            eps_tree = _like(eps_tree, shaped[0][1])
         core = scale_by_muon_and_adam(muon_dimension_numbers, eps_tree, b1=b1, b2=b2)
     else:
         floor = trees.get("param_scale_floor", ADAFACTOR_PARAM_SCALE_FLOOR)
