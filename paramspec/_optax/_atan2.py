@@ -140,8 +140,9 @@ def scale_by_adam_atan2(
     IEEE's `atan2(inf, inf) = pi/4`, which would move the element by a full step in
     the same direction at every later step, however the gradient changes. So every
     update is finite and `|u_t| <= a * pi / 2` unless a gradient is NaN (NaN in, NaN
-    out, never hidden). Gradients below about 1e-19 underflow `g^2` to 0, and the
-    update is the other limit, `a * atan2(m_hat, 0) = +-a * pi / 2`. To keep spikes
+    out, never hidden). A first gradient below about 3e-18 underflows `(1 - b2) g^2`
+    to 0 (XLA:CPU flushes subnormals), and the update is the other limit,
+    `a * atan2(m_hat, 0) = +-a * pi / 2`. To keep spikes
     out of the moments, clip before this transform (`optax.clip_by_global_norm`); to
     skip steps with non-finite gradients, wrap the optimizer in
     `optax.apply_if_finite`.
