@@ -129,8 +129,9 @@ def _merge(parent: Spec, child: Spec) -> Spec:
     }
     # `unstable` is a statement about this spec, not inherited: a spec that extends a
     # deliberately unstable baseline is checked (and warned about) on its own.
-    return Spec(name=child.name, doc=child.doc, blocks=tuple(blocks), span=child.span,
-                unstable=child.unstable, **settings)
+    attention = child.attention if child.attention is not None else parent.attention
+    return Spec(name=child.name, doc=child.doc, blocks=tuple(blocks), attention=attention,
+                span=child.span, unstable=child.unstable, **settings)
 
 
 def _check_roles(spec: Spec) -> Spec:

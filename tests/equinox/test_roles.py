@@ -139,7 +139,7 @@ def test_unknown_matrix_in_a_custom_module_is_a_clear_error():
     with pytest.raises(RoleInferenceError, match=r"cannot tell the fan-in") as info:
         infer_leaves(lambda width, key: _Custom(width), 8, 16)
     text = str(info.value)
-    assert "w  (_Custom.w, shape (10, 8))" in text
+    assert "w  (_Custom.w, shape (10, 8), ndim 2)" in text
     assert 'layouts={"_Custom.w": Layout(fan_in=(0,), fan_out=(1,))}' in text
     assert "eqx.nn" in text
 
