@@ -29,7 +29,7 @@ def muon_trees(compiled: Compiled, model: Any, scale: str) -> tuple[Any, Any]:
     """
     from .._optax._muon import muon_dimension_numbers, shape_factor
 
-    layouts = {entry.path: layout for entry, layout in _params_with_layouts(model, None)}
+    layouts = {entry.path: layout for entry, layout, _ in _params_with_layouts(model, None)}
     blocks = parameter_blocks(model)
     roles = {b.name: b.role for b in compiled.blocks}
 
