@@ -63,7 +63,9 @@ def test_layouts_travel_with_the_model_to_optimizer_describe_and_restore(tmp_pat
     c = ps.compile("mup", width=32, base_width=16)
     model = c.init(MoE, KEY, layouts=MOE_LAYOUTS)
     # No layouts= again: the optimizer, describe and a restore read what c.init recorded.
-    trained = _train(c, model)
+    opt = c.optimizer(model, learning_rate=1e-2)
+    opt.init(eqx.filter(model, eqx.is_inexact_array))
+    trained = eqx.tree_at(lambda m: m.module.w_in, model, replace_fn=lambda w: w + 1.0)
     rows = {r["path"]: r for r in c.describe(trained)}
     assert list(c.describe(trained)[0]) == list(COLUMNS)
     assert (rows["w_in"]["role"], rows["w_in"]["fan_in"], rows["w_in"]["fan_out"]) == (
@@ -203,3 +205,16 @@ def _make_net(path, width, key):
     from paramspec._usermodel import load_model
 
     return load_model(f"{path}:make").make_model(width, key)
+
+
+@pytest.mark.parametrize("name", ["vit", "moe"])
+def test_the_third_party_vit_and_moe_get_an_optimizer_with_their_layouts_given_once(name):
+    import importlib
+
+    m = importlib.import_module(f"tests.usermodels.{name}")
+    c = ps.compile("mup", width=32, base_width=16)
+    model = c.init(m.make_model, KEY, layouts=m.LAYOUTS, roles=m.ROLES)
+    opt = c.optimizer(model, learning_rate=1e-3)  # no layouts= here (it used to raise)
+    opt.init(eqx.filter(model, eqx.is_inexact_array))
+    rows = c.describe(model)
+    assert {r["path"]: r["role"] for r in rows} == m.EXPECTED_ROLES
