@@ -2,6 +2,7 @@
 coord_check and sweep forwarding; routers and buffers; `paramspec roles`."""
 
 import json
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -14,6 +15,7 @@ import paramspec as ps
 from paramspec._cli import app
 from paramspec._equinox._describe import COLUMNS
 from paramspec._equinox._roles import RoleInferenceError
+from paramspec._usermodel import load_model
 from tests.equinox._small_models import MOE_LAYOUTS, MoE
 
 KEY = jax.random.key(0)
@@ -189,9 +191,10 @@ def test_cli_roles_prints_every_parameter(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["parameters"]
     c = ps.compile("mup", width=64, base_width=16)
-    expected = c.describe(c.init(lambda w, k: __import__("importlib").import_module(
-        "tests.test_describe")._make_net(model, w, k), jax.random.key(0),
-        layouts={"Net.table": ps.Layout((0,), (1,))}, roles={"head.bias": "vectors"}))
+    user = load_model(f"{model}:make")
+    expected = c.describe(c.init(user.make_model, jax.random.key(0),
+                                 layouts={"Net.table": ps.Layout((0,), (1,))},
+                                 roles={"head.bias": "vectors"}))
     assert rows == json.loads(json.dumps(expected))
     assert {r["path"]: r["block"] for r in rows} == {
         "table": "embedding", "head.weight": "readout", "head.bias": "vectors"}
@@ -199,12 +202,19 @@ def test_cli_roles_prints_every_parameter(tmp_path):
     assert table.exit_code == 0 and "head.bias" in table.stdout and "vectors" in table.stdout
     bad = runner.invoke(app, ["roles", "mup", "--model", f"{model}:nothing", "--width", "64"])
     assert bad.exit_code == 2 and "has no function 'nothing'" in bad.stderr
-
-
-def _make_net(path, width, key):
-    from paramspec._usermodel import load_model
-
-    return load_model(f"{path}:make").make_model(width, key)
+    # The third-party GPT as written: its tied head is found, and the fix is named (exit 2);
+    # with a TIED companion the tie shows in the table.
+    gpt = f"{Path(__file__).parent / 'usermodels' / 'gpt.py'}:make_model"
+    untied = runner.invoke(app, ["roles", "sp", "--model", gpt, "--width", "32"])
+    assert untied.exit_code == 2 and 'TIED = {"wte.weight": "readout"}' in untied.stderr
+    tied = tmp_path / "tied_gpt.py"
+    tied.write_text("from tests.usermodels.gpt import make_model\n"
+                    'TIED = {"wte.weight": "readout"}\n')
+    shown = runner.invoke(app, ["roles", "sp", "--model", f"{tied}:make_model", "--width",
+                                "32", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    wte = next(r for r in json.loads(shown.stdout)["parameters"] if r["path"] == "wte.weight")
+    assert wte["tied"]["block"] == "readout" and wte["block"] == "embedding"
 
 
 @pytest.mark.parametrize("name", ["vit", "moe"])
