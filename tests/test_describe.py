@@ -2,6 +2,7 @@
 coord_check and sweep forwarding; routers and buffers; `paramspec roles`."""
 
 import json
+import re
 from pathlib import Path
 
 import equinox as eqx
@@ -20,29 +21,17 @@ from tests.equinox._small_models import MOE_LAYOUTS, MoE
 
 KEY = jax.random.key(0)
 
-MOE_SPEC = '''spec moe-mup
-extends mup
 
-readout {
-    init        0
-}
+def _docs_spec():
+    """The router and buffer blocks of docs/models.md, as one spec (the docs run here)."""
+    text = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+    router = next(b for b in blocks if b.startswith("spec moe-mup"))
+    buffers = next(b for b in blocks if b.startswith("buffers "))
+    return router + "\n" + buffers
 
-router "The MoE router (width -> experts): the readout's shape, its own init." {
-    role        output
-    match       path="router.weight"
-    multiplier  n^(-1/2)
-    init        n^(-1/2)
-    lr          auto
-    eps         auto
-}
 
-buffers "Fixed frequencies (RoPE's inv_freq): kept as built, never trained." {
-    role        constant
-    match       path="inv_freq"
-    init        keep
-    lr          0
-}
-'''
+MOE_SPEC = _docs_spec()
 
 
 def _train(c, model, steps=3, weight_decay=0.0):
