@@ -192,12 +192,12 @@ def test_cli_roles_prints_every_parameter(tmp_path):
     bad = runner.invoke(app, ["roles", "mup", "--model", f"{model}:nothing", "--width", "64"])
     assert bad.exit_code == 2 and "has no function 'nothing'" in bad.stderr
     # The third-party GPT as written: its tied head is found, and the fix is named (exit 2);
-    # with a TIED companion the tie shows in the table.
+    # with a TIED companion the tie shows (a smaller GPT of the same pattern, for speed).
     gpt = f"{Path(__file__).parent / 'usermodels' / 'gpt.py'}:make_model"
     untied = runner.invoke(app, ["roles", "sp", "--model", gpt, "--width", "32"])
     assert untied.exit_code == 2 and 'TIED = {"wte.weight": "readout"}' in untied.stderr
     tied = tmp_path / "tied_gpt.py"
-    tied.write_text("from tests.usermodels.gpt import make_model\n"
+    tied.write_text("from tests.equinox._small_models import TiedGPT as make_model\n"
                     'TIED = {"wte.weight": "readout"}\n')
     shown = runner.invoke(app, ["roles", "sp", "--model", f"{tied}:make_model", "--width",
                                 "32", "--format", "json"])

@@ -113,7 +113,7 @@ class _Twice(eqx.Module):
 
 
 def test_a_module_called_twice_needs_no_declaration():
-    c = ps.compile("mup", width=32, base_width=16)
+    c = ps.compile("mup", width=16, base_width=8)
     model = c.init(_Twice, KEY)
     eff = ps.scaled(model)  # every call computes with the parameter's own m * w
     x = jnp.ones(4)
