@@ -32,7 +32,7 @@ def test_a_declared_tie_reads_the_readout_scale_and_the_position_table_its_own()
     w = ps.unwrap(model).wte.weight
     fans = {"fan_in": 64, "fan_out": VOCAB}  # the readout use: the embedding transposed
     m_o, s_o = c.multiplier("readout", **fans), c.init_std("readout", **fans)
-    s_e = c.init_std("embedding", fan_in=VOCAB, fan_out=64)
+    s_e = {r["path"]: r for r in c.describe(model)}["wte.weight"]["init_std"]
     t = m_o * s_o / s_e
     assert jnp.array_equal(model.wte.weight, t * w)  # the direct read: the readout use
     assert t * s_e == pytest.approx(m_o * s_o)  # at init, exactly the readout's scale
@@ -66,12 +66,6 @@ def test_the_tied_update_matches_the_readout_exactly_under_mup_and_not_under_sp(
     for spec, exponent in TIED_UPDATE_EXPONENT.items():
         slope = math.log(ratio(spec, 4096) / ratio(spec, 64)) / math.log(64)
         assert slope == pytest.approx(exponent, abs=1e-9), spec
-
-
-_MUP_AT_BASE = pytest.mark.xfail(
-    strict=True, reason="mup's readout init at the base width is n^(-1/2) = 1, not "
-    "fan_in^(-1/2), until the base-width rewrite of the built-ins (issue 12); then mup "
-    "builds sp's model at the base width and this passes")
 
 
 def test_a_declared_tie_indexed_as_a_table_and_eqx_shared_fail_at_init():
@@ -122,9 +116,9 @@ def test_a_module_called_twice_needs_no_declaration():
     assert {r["path"]: r["block"] for r in c.describe(model)}["shared.weight"] == "hidden"
 
 
-# sp in the default run; mup and sp-perlayer (each ~3 s of compiling) with -m slow.
-@pytest.mark.parametrize("spec", [pytest.param("mup", marks=[_MUP_AT_BASE, pytest.mark.slow]),
-                                  "sp", pytest.param("sp-perlayer", marks=pytest.mark.slow)])
+# mup in the default run; sp and sp-perlayer (each ~3 s of compiling) with -m slow.
+@pytest.mark.parametrize("spec", ["mup", pytest.param("sp", marks=pytest.mark.slow),
+                                  pytest.param("sp-perlayer", marks=pytest.mark.slow)])
 def test_the_third_party_gpt_with_its_tied_head_trains_under_every_builtin(spec):
     from tests.usermodels import gpt
 
@@ -147,6 +141,6 @@ def test_the_third_party_gpt_with_its_tied_head_trains_under_every_builtin(spec)
         model, state, loss = step(model, state)
         losses.append(float(loss))
     assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.5 * losses[0]
-    # sp at the base width: 4.96 against ln 64 = 4.16 (the plain GPT-2-init model: 4.17);
-    # the readout use also sees the token's own std-1 embedding.
+    # At the base width every built-in is sp: 4.96 against ln 64 = 4.16 (the plain
+    # GPT-2-init model: 4.17); the readout use also sees the token's own std-1 embedding.
     assert abs(losses[0] - math.log(gpt.NUM_CLASSES)) < 1.5
