@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from ._depth import (
     DepthTheory,
+    model_form,
     parse_depth_alpha,
     require_depth_one,
     resolve_depth,
+    set_branch_multipliers,
     uses_depth,
 )
 from ._errors import SpecError
@@ -288,10 +290,10 @@ class Compiled:
         """
         from ._equinox._build import init
 
-        require_depth_one(self, "c.init")
-        return init(self, make_model, key, other_width=other_width, roles=roles,
-                    layouts=layouts, form=form, init_from=init_from,  # type: ignore[arg-type]
-                    tied=tied)
+        require_depth_one(self, "c.init", form=form, init_from=init_from)
+        return set_branch_multipliers(self, init(
+            self, make_model, key, other_width=other_width, roles=roles, layouts=layouts,
+            form=form, init_from=init_from, tied=tied))  # type: ignore[arg-type]
 
     def apply(self, model: Any, key: Any, *, roles: Mapping[str, str] | None = None,
               layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
@@ -308,10 +310,10 @@ class Compiled:
         what grows with width, where the spec's logit scale depends on it."""
         from ._equinox._build import apply
 
-        require_depth_one(self, "c.apply")
-        return apply(self, model, key, roles=roles, layouts=layouts, form=form,  # type: ignore[arg-type]
-                     init_from=init_from, base_model=base_model, tied=tied,
-                     attention=attention)
+        require_depth_one(self, "c.apply", form=form, init_from=init_from)
+        return set_branch_multipliers(self, apply(
+            self, model, key, roles=roles, layouts=layouts, form=form,  # type: ignore[arg-type]
+            init_from=init_from, base_model=base_model, tied=tied, attention=attention))
 
     def describe(self, model: Any) -> list[dict[str, Any]]:
         """One row per parameter of a model built by `init`/`apply`: path, block, role,
@@ -340,7 +342,7 @@ class Compiled:
         """
         from ._equinox._build import optimizer
 
-        require_depth_one(self, "c.optimizer")
+        require_depth_one(self, "c.optimizer", form=model_form(model))
         return optimizer(self, model, learning_rate=learning_rate, eps=eps,
                          weight_decay=weight_decay, b1=b1, b2=b2, momentum=momentum,
                          atan2_a=atan2_a, atan2_b=atan2_b, adafactor_kwargs=adafactor_kwargs,

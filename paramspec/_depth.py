@@ -37,8 +37,8 @@ from fractions import Fraction
 from ._errors import SpecError
 from ._ir import Expr, Spec
 
-__all__ = ["DepthLayer", "DepthTheory", "parse_depth_alpha", "require_depth_one",
-           "resolve_depth", "uses_depth"]
+__all__ = ["DepthLayer", "DepthTheory", "depth_factors_are_one", "model_form", "parse_depth_alpha",
+           "require_depth_one", "resolve_depth", "set_branch_multipliers", "uses_depth"]
 
 ZERO = Fraction(0)
 HALF = Fraction(1, 2)
@@ -172,21 +172,90 @@ def _lr(expr: Expr | None, d: DepthLayer, optimizer: str, beta: Fraction,
         d.steps.append(f"lr auto ({optimizer}, step = c): c = 1 - beta - a = {d.c}")
 
 
-def require_depth_one(compiled: object, what: str) -> None:
-    """Raise where the backends would silently ignore depth factors that are not 1."""
-    m = compiled.m  # type: ignore[attr-defined]
+def depth_factors_are_one(compiled: object) -> bool:
+    """Whether every depth factor (and the branch multiplier) is 1 at the compiled depth."""
+    dt: DepthTheory | None = compiled.depth_theory  # type: ignore[attr-defined]
+    if dt is None:
+        return True
+    if compiled.m == 1:  # type: ignore[attr-defined]
+        return dt.branch_constant == 1
+    return dt.trivial
+
+
+def require_depth_one(compiled: object, what: str, *, form: str = "multiplier",
+                      init_from: str = "spec") -> None:
+    """Raise where a backend route would silently ignore depth factors that are not 1.
+
+    The multiplier form applies them (values carry the m factors; `set_branch_multipliers`
+    sets the residual branches); folding (`form="absorbed"`), `init_from="model"` and
+    Adafactor's parameter-scale floor do not know depth yet.
+    """
+    if depth_factors_are_one(compiled):
+        return
     dt: DepthTheory = compiled.depth_theory  # type: ignore[attr-defined]
     pending = []
-    if dt.branch_constant != 1 or (m != 1 and dt.branch != 0):
-        pending.append("the residual branch multiplier")
-    if m != 1:
-        pending += [f"block `{name}` ({', '.join(k for k, v in d.exponents().items() if v)})"
-                    for name, d in dt.layers.items() if any(d.exponents().values())]
+    if form == "absorbed":
+        pending.append("form='absorbed' (folding the multipliers does not know depth)")
+    if init_from == "model":
+        pending.append("init_from='model' (rescaling the model's own init does not know depth)")
+    if compiled.optimizer_name == "adafactor" and any(  # type: ignore[attr-defined]
+            d.b != 0 for d in dt.layers.values()):
+        pending.append("Adafactor's parameter-scale floor of blocks whose init has a depth "
+                       "factor")
     if pending:
         raise SpecError(
-            f"depth scaling is compiled but not yet applied to models: {what} would ignore "
-            f"{'; '.join(pending)} at depth {compiled.depth} "  # type: ignore[attr-defined]
-            f"(m = {m:g})",
-            hint="compile at depth == base_depth (every depth factor 1) to build the model, "
-            "and use `c.table()` / `paramspec compile --depth` for the depth factors; "
-            "applying them to models is issue 13's next step")
+            f"depth scaling is compiled but not yet applied to models by this route: {what} "
+            f"would ignore the depth factors at depth {compiled.depth} "  # type: ignore[attr-defined]
+            f"(m = {compiled.m:g}) with {'; '.join(pending)}",  # type: ignore[attr-defined]
+            hint="use form='multiplier' and init_from='spec', or compile at depth == "
+            "base_depth (every depth factor 1)")
+
+
+def model_form(model: object) -> str:
+    """`absorbed` if a model built by `init`/`apply` folded its multipliers, else
+    `multiplier` (for `c.optimizer`'s check)."""
+    from ._equinox._build import _ABSORBED, block_labels
+
+    labels = block_labels(model).values()
+    return "absorbed" if any(label.startswith(_ABSORBED) for label in labels) else "multiplier"
+
+
+def _is_branch(x: object) -> bool:
+    import dataclasses
+
+    import equinox as eqx
+
+    return isinstance(x, eqx.Module) and any(
+        f.name == "branch_multiplier" for f in dataclasses.fields(x))
+
+
+def set_branch_multipliers(compiled: object, model: object) -> object:
+    """Set `branch_multiplier` on every residual-branch module (any Equinox module with
+    that field, e.g. `paramspec.models.Block`) to the spec's branch multiplier at the
+    compiled depth. A multiplier that is not 1 with no such module is an error: it would
+    otherwise be ignored."""
+    import copy
+
+    import jax
+
+    value = compiled.branch_multiplier()  # type: ignore[attr-defined]
+    found = []
+
+    def set_one(x: object) -> object:
+        if not _is_branch(x):
+            return x
+        found.append(x)
+        new = copy.copy(x)
+        object.__setattr__(new, "branch_multiplier", value)  # a static field: a new module
+        return new
+
+    model = jax.tree_util.tree_map(set_one, model, is_leaf=_is_branch)
+    if value != 1.0 and not found:
+        raise SpecError(
+            f"the spec multiplies each residual branch by {value:g} at depth "
+            f"{compiled.depth}, but the model has no residual-branch module",  # type: ignore[attr-defined]
+            hint="give the module of each residual block a static field "
+            "`branch_multiplier: float = eqx.field(static=True, default=1.0)` and multiply "
+            "each branch's output by it before the residual add (paramspec.models.Block "
+            "does), or compile at depth == base_depth")
+    return model

@@ -5,16 +5,18 @@ checks that `completep` (and `depth-mup`, and completep at another alpha) reprod
 cell as exact rationals.
 """
 
+import dataclasses
 import json
 from fractions import Fraction
 
 import jax
+import jax.numpy as jnp
 import pytest
 from typer.testing import CliRunner
 
 import paramspec as ps
 from paramspec._cli import app
-from paramspec.models import mlp
+from paramspec.models import Block, mlp, transformer
 
 F = Fraction
 WIDTH_RULE = "muP's width rule"
@@ -202,22 +204,50 @@ def test_cli_compile_depth_json():
     assert bad.exit_code == 2
 
 
-def _model(width, key):
+def _mlp(width, key):
     return mlp(width, key, in_size=4, out_size=2, depth=2, use_bias=True)
 
 
-def test_backends_refuse_depth_factors_they_cannot_apply_yet():
+def _gpt(depth):
+    return lambda width, key: transformer(width, key, depth=depth, vocab=16, seq_len=4,
+                                          head_dim=8)
+
+
+def test_init_applies_the_branch_multiplier_and_the_optimizer_gets_the_depth_factors():
     key = jax.random.key(0)
-    at_base = ps.compile("completep", width=16, base_width=16, depth=2, base_depth=2)
-    model = at_base.init(_model, key)  # every depth factor is 1: builds as sp does
-    at_base.optimizer(model, learning_rate=1e-3)
+    c = ps.compile("depth-mup", width=16, base_width=8, depth=4, base_depth=1)  # n = 2, m = 4
+    model = c.init(_gpt(4), key)
+    blocks = [b for b in jax.tree_util.tree_leaves(model, is_leaf=lambda x: isinstance(x, Block))
+              if isinstance(b, Block)]
+    assert len(blocks) == 4 and {b.branch_multiplier for b in blocks} == {0.5}  # m^(-1/2)
+    rows = {r["path"]: r for r in c.describe(model)}
+    up, norm, readout = (rows["blocks[0].up.weight"], rows["blocks[0].mlp_norm.weight"],
+                         rows["readout.weight"])
+    assert up["lr_scale"] == pytest.approx(2.0 ** -1 * 4.0 ** -0.5)   # n^-1 m^(alpha-1)
+    assert up["eps_scale"] == pytest.approx(2.0 ** -1 * 4.0 ** -0.5)  # n^-1 m^-alpha
+    assert norm["lr_scale"] == pytest.approx(4.0 ** -0.5)
+    assert readout["lr_scale"] == pytest.approx(2.0 ** -0.5)           # no depth factor
+    # the branch outputs are scaled by exactly the multiplier
+    tokens = jnp.arange(4) % 16
+    plain = jax.tree_util.tree_map(
+        lambda x: dataclasses.replace(x, branch_multiplier=1.0) if isinstance(x, Block) else x,
+        model, is_leaf=lambda x: isinstance(x, Block))
+    scaled, unscaled = model.features(tokens), plain.features(tokens)
+    assert jnp.allclose(scaled["blocks[0].attn"], 0.5 * unscaled["blocks[0].attn"])
+    assert not jnp.allclose(scaled["logits"], unscaled["logits"])
+    c.optimizer(model, learning_rate=1e-3)
+
+
+def test_backends_refuse_depth_factors_they_cannot_apply():
+    key = jax.random.key(0)
     deeper = ps.compile("completep", width=16, base_width=16, depth=8, base_depth=2)
-    for call in (lambda: deeper.init(_model, key),
-                 lambda: deeper.apply(model, key),
-                 lambda: deeper.optimizer(model, learning_rate=1e-3)):
-        with pytest.raises(ps.SpecError, match="depth scaling is compiled but not yet applied"):
-            call()
-    with pytest.raises(ps.SpecError, match="residual_proj"):
-        ps.compile("sp-depth", width=16, depth=4).init(_model, key)
+    with pytest.raises(ps.SpecError, match="no residual-branch module"):
+        deeper.init(_mlp, key)  # an MLP has no residual branches to scale
+    with pytest.raises(ps.SpecError, match="not yet applied to models by this route"):
+        deeper.init(_gpt(1), key, form="absorbed")
+    with pytest.raises(ps.SpecError, match="init_from='model'"):
+        deeper.init(_gpt(1), key, init_from="model")
+    at_base = ps.compile("completep", width=16, base_width=16, depth=2, base_depth=2)
+    at_base.optimizer(at_base.init(_mlp, key), learning_rate=1e-3)  # every factor 1: as sp
     # a depth-blind spec has nothing to apply: it builds at any depth
-    ps.compile("mup", width=16, base_width=16, depth=8, base_depth=2).init(_model, key)
+    ps.compile("mup", width=16, base_width=16, depth=8, base_depth=2).init(_mlp, key)
