@@ -80,10 +80,18 @@ def _growth(path: str, small: Any, large: Any) -> str:
 
 
 def attention_growth(
-    make_model: Callable[[int, Any], Any], width: int, other_width: int, key: Any
+    make_model: Callable[[int, Any], Any], width: int, other_width: int, key: Any,
+    model: Any = None,
 ) -> dict[str, str]:
-    """What grows in each attention module of `make_model`: "heads" or "head_size"."""
-    small = attention_modules(eqx.filter_eval_shape(make_model, width, key))
+    """What grows in each attention module of `make_model`: "heads" or "head_size".
+
+    `model`: the model already built at `width`, if there is one (saves a trace, and
+    a model without attention needs no other).
+    """
+    small = attention_modules(
+        eqx.filter_eval_shape(make_model, width, key) if model is None else model)
+    if not small:
+        return {}
     large = attention_modules(eqx.filter_eval_shape(make_model, other_width, key))
     if [p for p, _ in small] != [p for p, _ in large]:
         raise SpecError(
