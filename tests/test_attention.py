@@ -15,7 +15,7 @@ import paramspec as ps
 from paramspec import models
 from paramspec._attention import logit_exponent, logit_theory, module_factor
 from paramspec._coord import coord_check, linear_loss
-from paramspec._equinox._attention import attention_growth, attention_modules
+from paramspec._equinox._attention import attention_growth, attention_modules, query_factors
 from paramspec._render import render
 from tests.attention_model import batch as encoder_batch
 from tests.attention_model import encoder
@@ -117,6 +117,19 @@ def test_module_factor_is_exactly_one_where_the_scale_is_the_modules_own():
 
 
 # ----------------------------------------------------------------------------- backend
+
+
+@pytest.mark.parametrize("name", ps.builtin_names())
+def test_every_builtin_gives_the_standard_scale_at_the_base_width(name):
+    model = encoder(32, jax.random.key(0))  # 2 heads of 16
+    for growth in ("head_size", "heads"):
+        at_base = ps.compile(name, width=32, base_width=32)
+        assert query_factors(at_base, model, growth) == {}  # exactly the module's 1/sqrt(d)
+        assert ps.attention_scale(at_base, head_dim=16, growth=growth) == 0.25
+    wider = ps.compile(name, width=32, base_width=8)  # n = 4
+    factors = query_factors(wider, model, "head_size")
+    assert factors == ({"attn.query_proj.weight": 0.5} if name in ("mup", "mfp") else {})
+    assert query_factors(wider, model, "heads") == {}
 
 KEY = jax.random.key(0)
 TOKENS = jnp.arange(8) % 16
