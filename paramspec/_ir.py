@@ -33,14 +33,14 @@ __all__ = [
 ]
 
 Role = Literal["input", "hidden", "output", "vector", "constant"]
-Optimizer = Literal["adam", "adam_atan2", "sgd", "adafactor"]
+Optimizer = Literal["adam", "adam_atan2", "sgd", "adafactor", "muon"]
 Symbol = Literal["n", "fan_in", "fan_out", "head_dim", "head_n"]
 Quantity = Literal["multiplier", "init", "lr", "eps", "wd"]
 SelectorKey = Literal["module", "field", "path"]
 Allowance = Literal["unstable_init"]
 
 ROLES: tuple[str, ...] = ("input", "hidden", "output", "vector", "constant")
-OPTIMIZERS: tuple[str, ...] = ("adam", "adam_atan2", "sgd", "adafactor")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adam_atan2", "sgd", "adafactor", "muon")
 SYMBOLS: tuple[str, ...] = ("n", "fan_in", "fan_out")
 # The symbols of the `attention` block's `logits` (and only there): the head size d and
 # the head-size multiplier d / d_base (1 where the head count grows instead).
@@ -216,10 +216,20 @@ class Spec(_Frozen):
     optimizer: Optimizer | None = None
     alignment: Fraction | None = None
     base_width: int | None = Field(default=None, gt=0)
+    # `unstable "why"`: the spec is unstable for its optimizer on purpose (a sweep
+    # baseline), so `compile` does not warn. Not inherited through `extends`.
+    unstable: str | None = None
     blocks: tuple[Block, ...] = ()
     attention: Attention | None = None
     # Where the spec was written (its `file` is the path, for `extends` and errors).
     span: SpanField
+
+    @field_validator("unstable")
+    @classmethod
+    def _reason(cls, unstable: str | None) -> str | None:
+        if unstable is not None and not unstable.strip():
+            raise ValueError("`unstable` needs a reason (why the instability is deliberate)")
+        return unstable
 
     @model_validator(mode="after")
     def _unique_blocks(self) -> Spec:

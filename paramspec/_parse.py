@@ -46,7 +46,7 @@ MAX_BYTES = 1 << 20  # a spec is a page of text; anything this big is a mistake
 MAX_LINE = 2000
 MAX_NUMBER_DIGITS = 40
 
-SETTINGS = ("extends", "optimizer", "alignment", "base_width")
+SETTINGS = ("extends", "optimizer", "alignment", "base_width", "unstable")
 ITEMS = (*QUANTITIES, "role", "match", "allow")
 ROLE_ALIASES = {"embedding": "input", "readout": "output"}
 SELECTOR_KEYS = ("module", "field", "path")
@@ -425,6 +425,15 @@ class _Builder:
                     return int(str(tok))
         raise self.error(value, "base_width must be a positive whole number",
                          hint="e.g. `base_width 256`: the width at which the constants were tuned")
+
+    def setting_unstable(self, key: Token, value: Tree) -> str:
+        if value.data == "string":
+            reason = self.string(value.children[0])
+            if reason.strip():
+                return reason
+        raise self.error(value, "`unstable` takes the reason in quotes",
+                         hint='e.g. `unstable "a sweep baseline: the learning rate is re-tuned '
+                         'at every width"`')
 
     # -- blocks
 

@@ -109,6 +109,8 @@ def render(spec: Spec) -> str:
         lines.append(f"alignment {_REVERSE_ALIGNMENT.get(a, _fraction_text(a))}")
     if spec.base_width is not None:
         lines.append(f"base_width {spec.base_width}")
+    if spec.unstable is not None:
+        lines.append(f"unstable {_string(spec.unstable)}")
     for block in spec.blocks:
         lines.append("")
         lines += _block(block)

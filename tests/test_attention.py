@@ -13,7 +13,7 @@ import pytest
 
 import paramspec as ps
 from paramspec import models
-from paramspec._attention import logit_exponent, logit_theory, module_factor
+from paramspec._attention import logit_exponent, logit_theory, module_factor, needs_growth
 from paramspec._coord import coord_check, linear_loss
 from paramspec._equinox._attention import attention_growth, attention_modules, query_factors
 from paramspec._render import render
@@ -128,7 +128,9 @@ def test_every_builtin_gives_the_standard_scale_at_the_base_width(name):
         assert ps.attention_scale(at_base, head_dim=16, growth=growth) == 0.25
     wider = ps.compile(name, width=32, base_width=8)  # n = 4
     factors = query_factors(wider, model, "head_size")
-    assert factors == ({"attn.query_proj.weight": 0.5} if name in ("mup", "mfp") else {})
+    one_over_d = needs_growth(wider.spec.attention)
+    assert one_over_d == (name in ("mup", "mfp") or name.startswith("mup-"))  # mup-muon
+    assert factors == ({"attn.query_proj.weight": 0.5} if one_over_d else {})
     assert query_factors(wider, model, "heads") == {}
 
 KEY = jax.random.key(0)
