@@ -157,6 +157,9 @@ def test_mup_gives_one_over_d_when_the_head_size_grows(bias):
     s = math.sqrt(4) / d  # d^(-1/2) * (d/d_base)^(-1/2)
     f = dict(model.attn.query_proj.multipliers)
     assert f == ({"weight": 0.5, "bias": 0.5} if bias else {"weight": 0.5})
+    rows = {row["path"]: row for row in c.describe(model)}
+    assert rows["attn.query_proj.weight"]["multiplier"] == 0.5  # what the model computes with
+    assert rows["attn.key_proj.weight"]["multiplier"] == 1.0
     h = jax.random.normal(KEY, (8, 32))
     out, ref = eqx.filter_jit(lambda m: (m.attn(h, h, h), _reference_logits(m, h, s)))(model)
     assert jnp.allclose(out, ref, atol=1e-5)

@@ -38,7 +38,7 @@ from ._roles import LeafInfo, _cuts_below, join_path, render_path
 if TYPE_CHECKING:
     from .._compile import Compiled
 
-__all__ = ["attention_growth", "attention_modules", "scale_attention"]
+__all__ = ["attention_growth", "attention_modules", "query_multipliers", "scale_attention"]
 
 # The projection whose forward multiplier carries the factor, and its fields.
 _QUERY = "query_proj"
@@ -142,6 +142,20 @@ def query_factors(compiled: Compiled, model: Any,
                 if getattr(proj, field, None) is not None:
                     factors[join_path(join_path(path, _QUERY), field)] = f
     return factors
+
+
+def query_multipliers(model: Any) -> dict[str, float]:
+    """The forward multiplier of every query-projection parameter as the model holds it:
+    the spec's multiplier times the attention factor (for `c.describe`)."""
+    out: dict[str, float] = {}
+    for path, module in attention_modules(model):
+        proj = module.query_proj
+        held = dict(proj.multipliers) if isinstance(proj, Multiplied) else {}
+        proj = proj.module if isinstance(proj, Multiplied) else proj
+        for field in _QUERY_FIELDS:
+            if getattr(proj, field, None) is not None:
+                out[join_path(join_path(path, _QUERY), field)] = held.get(field, 1.0)
+    return out
 
 
 def scale_attention(compiled: Compiled, model: Any, leaves: list[LeafInfo],
