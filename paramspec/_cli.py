@@ -527,20 +527,24 @@ def sweep_cmd(
 @app.command("transfer-metrics")
 @handle_errors
 def transfer_metrics_cmd(
-    results: Annotated[Path, typer.Argument(help="A sweep's results.csv.")],
+    results: Annotated[Path, typer.Argument(
+        help="A sweep's results.csv, or any CSV / JSON Lines table with the columns spec, "
+        "width, lr, loss (seed, step optional).")],
     reference: Annotated[str | None, typer.Option(
         "--reference", help="Spec label to measure R(inf) against (default: the best).")]
     = None,
     format: FormatOpt = Format.table,
 ) -> None:
     """Learning-rate transfer metrics of a sweep: eta* per width, p, E, kappa, R(inf) and
-    the drift of the optimal learning rate in grid steps."""
-    from ._transfer import ResultsFile, summarize
+    the drift of the optimal learning rate in grid steps. Reads paramspec's results.csv or
+    any tool's CSV / JSON Lines (seeds averaged, each run's last step); never writes it."""
+    from ._transfer import transfer_metrics
 
     if not results.is_file():
         raise SpecError(f"{results} is not a file; pass the results.csv of a sweep "
-                        "(`paramspec sweep ... --out DIR` writes DIR/results.csv)")
-    summary = summarize(ResultsFile(results).final_rows(), reference=reference)
+                        "(`paramspec sweep ... --out DIR` writes DIR/results.csv) or a CSV / "
+                        "JSON Lines table with the columns spec, width, lr, loss")
+    summary = transfer_metrics(results, reference=reference)
     if format is Format.json:
         _json(summary)
         return
