@@ -15,7 +15,12 @@ import paramspec as ps
 from paramspec import models
 from paramspec._attention import logit_exponent, logit_theory, module_factor, needs_growth
 from paramspec._coord import coord_check, linear_loss
-from paramspec._equinox._attention import attention_growth, attention_modules, query_factors
+from paramspec._equinox._attention import (
+    attention_factors,
+    attention_growth,
+    attention_modules,
+    query_factors,
+)
 from paramspec._render import render
 from tests.attention_model import batch as encoder_batch
 from tests.attention_model import encoder
@@ -160,6 +165,7 @@ def test_mup_gives_one_over_d_when_the_head_size_grows(bias):
     rows = {row["path"]: row for row in c.describe(model)}
     assert rows["attn.query_proj.weight"]["multiplier"] == 0.5  # what the model computes with
     assert rows["attn.key_proj.weight"]["multiplier"] == 1.0
+    assert attention_factors(c, model) == {"attn.query_proj": 0.5}  # coord_check divides
     h = jax.random.normal(KEY, (8, 32))
     out, ref = eqx.filter_jit(lambda m: (m.attn(h, h, h), _reference_logits(m, h, s)))(model)
     assert jnp.allclose(out, ref, atol=1e-5)
