@@ -494,6 +494,12 @@ def _one_step(c: Any, make_model: Callable, key: Any, features: _Features, input
     for _ in range(steps):
         model, state = step(model, state)
     after = features(model)
+    if not features.own:  # a recorded query projection outputs f q: judge q (docs/attention.md)
+        from ._equinox._attention import attention_factors
+
+        for name, f in attention_factors(c, model).items():
+            if name in before:
+                before[name], after[name] = before[name] / f, after[name] / f
     delta, size, rel = {}, {}, {}
     for name in features.roles:
         d = after[name] - before[name]

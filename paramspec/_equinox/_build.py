@@ -160,10 +160,10 @@ def init(
     other = other_width if other_width is not None else 2 * compiled.width
     model_key, init_key = jax.random.split(key)
     leaves = infer_leaves(make_model, compiled.width, other, key=model_key, layouts=layouts)
+    model = make_model(compiled.width, model_key)
     growth = None
     if needs_growth(compiled.spec.attention):
-        growth = attention_growth(make_model, compiled.width, other, model_key)
-    model = make_model(compiled.width, model_key)
+        growth = attention_growth(make_model, compiled.width, other, model_key, model)
     base = None
     if init_from == "model":
         base_model = model if compiled.base_width == compiled.width else _build_at_base(
