@@ -92,9 +92,9 @@ def test_apply_with_explicit_roles_on_a_built_model():
 
 
 def test_uncovered_parameters_are_an_error_listing_paths():
-    spec = ps.parse("spec bare\nembedding {\n}\nhidden {\n init fan_in^(-1/2)\n}\n"
-                    "readout {\n init fan_in^(-1/2)\n}\n")
-    c = ps.compile(spec, width=32)
+    spec = ps.parse("spec bare\nembedding {\n}\nhidden {\n init fan_in^(-1/2)\n lr auto\n}\n"
+                    "readout {\n init fan_in^(-1/2)\n lr auto\n}\n")
+    c = ps.compile(spec, width=32)  # stable (lr auto), so compile does not warn
     with pytest.raises(ps.SpecError, match="covered by no block") as e:
         c.init(MLP, jax.random.key(0))
     assert "embed.bias" in str(e.value) and "readout.bias" in str(e.value)
