@@ -189,3 +189,48 @@ def test_cli_without_make_batch_exits_2_before_training(tmp_path):
                                  "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "make_batch" in result.stderr
+
+
+# ----------------------------------------------------------------------------- must-show
+# The third-party-style models of tests/usermodels under muP at the default
+# (perturbative) learning rate, widths 64..512, as
+# `paramspec coord-check mup --model tests/usermodels/NAME.py:make_model` runs them.
+# Minutes each on 2 CPU cores: `pytest -m slow`. Measured tables: docs/coord-check.md.
+
+
+def _usermodel_check(name):
+    from pathlib import Path
+
+    from paramspec._cli import _coord_task
+
+    path = Path(__file__).parent / "usermodels" / f"{name}.py"
+    if not path.is_file():
+        pytest.skip(f"{path.name} is not in tests/usermodels yet")
+    make, inputs, loss, extra = _coord_task(f"{path}:make_model")
+    return coord_check("mup", make, inputs, loss, widths=(64, 128, 256, 512), **extra)
+
+
+def _table(check):
+    return "\n".join(f"{la.name} {la.role} {la.slope:+.3f} {la.predicted:+g} {la.verdict}"
+                     for la in check.layers)
+
+
+@pytest.mark.slow
+def test_cnn_passes_under_mup():
+    check = _usermodel_check("cnn")
+    assert check.passed and not check.flagged, _table(check)
+
+
+@pytest.mark.slow
+def test_llama_logits_pass_under_mup_at_vocab_100():
+    check = _usermodel_check("llama")
+    logits = check.layer("output")
+    assert logits.role == "output" and logits.verdict == "pass", _table(check)
+    assert "100 outputs" in logits.note
+
+
+@pytest.mark.slow
+def test_vit_passes_under_mup_with_a_fixed_head_count():
+    check = _usermodel_check("vit")
+    assert not check.flagged, _table(check)
+    assert check.passed, _table(check)
