@@ -120,11 +120,22 @@ def compile_cmd(
     optimizer: OptimizerOpt = None,
     format: FormatOpt = Format.table,
 ) -> None:
-    """Resolve SPEC for a width: exact per-layer exponents and the numbers to use."""
-    from ._compile import compile as compile_spec
+    """Resolve SPEC for a width: exact per-layer exponents and the numbers to use.
+    Warns on stderr (exit 0) when SPEC is unstable for its optimizer and alignment."""
+    import warnings
 
-    c = compile_spec(spec, width=width, base_width=base_width, alignment=alignment,
-                     optimizer=optimizer.value if optimizer else None)
+    from ._compile import compile as compile_spec
+    from ._errors import UnstableSpecWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnstableSpecWarning)
+        c = compile_spec(spec, width=width, base_width=base_width, alignment=alignment,
+                         optimizer=optimizer.value if optimizer else None)
+    for w in caught:
+        if issubclass(w.category, UnstableSpecWarning):
+            sys.stderr.write(f"warning: {w.message}\n")
+        else:  # not ours: shown as Python would have
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     table = c.table()
     if format is Format.json:
         _json(table)
@@ -456,8 +467,10 @@ def _linear_output_loss(model: Any, batch: Any) -> Any:
 def sweep_cmd(
     specs: Annotated[list[str], typer.Argument(help="Specs to sweep (names or paths).")],
     out: Annotated[Path, typer.Option("--out", help="Directory of results.csv and plots.")],
-    model: Annotated[ModelName, typer.Option("--model", help="Reference task.")]
-    = ModelName.mlp,
+    model: Annotated[str, typer.Option("--model", help="Reference task (mlp, transformer) "
+                                       "or your model as FILE.py:FUNC (FUNC(width, key); the "
+                                       "file's make_batch(key, batch_size) -> (x, y), optional "
+                                       "loss(model, x, y), LAYOUTS, ROLES).")] = "mlp",
     widths: Annotated[str, typer.Option("--widths", help="Comma-separated widths.")]
     = "32,64,128",
     lrs: Annotated[str, typer.Option("--lrs", help="Comma-separated learning rates.")]
@@ -468,6 +481,17 @@ def sweep_cmd(
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per point (0..N-1).")] = 2,
     steps: Annotated[int, typer.Option("--steps", help="Training steps per run.")] = 100,
     base_width: BaseWidthOpt = None,
+    weight_decay: Annotated[float, typer.Option(
+        "--weight-decay", help="Decoupled weight decay (AdamW), times each layer's factor.")]
+    = 0.0,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", help="Training batch size (default: the task's).")] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="vectorised (every lr and seed of a spec and width in one "
+        "compiled program) or sequential (one run at a time).")] = "vectorised",
+    chunk: Annotated[int | None, typer.Option(
+        "--chunk", help="Runs per compiled program with --engine vectorised (default: as "
+        "many as fit a quarter of the memory); lower it if memory runs out.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -479,11 +503,12 @@ def sweep_cmd(
 
     if seeds < 1:
         raise SpecError(f"--seeds must be >= 1; got {seeds}")
-    report = sweep(specs, model=model.value, widths=_ints("--widths", widths),
+    report = sweep(specs, model=model, widths=_ints("--widths", widths),
                    lrs=_floats("--lrs", lrs), embed_lr_mults=_floats("--embed-lr-mult",
                                                                      embed_lr_mult),
                    seeds=tuple(range(seeds)), steps=steps, base_width=base_width, out=out,
-                   progress=progress)
+                   weight_decay=weight_decay, batch_size=batch_size, engine=engine,
+                   chunk_size=chunk, progress=progress)
     rows = ResultsFile(report.results).final_rows()
     try:
         summary = summarize(rows)
@@ -534,6 +559,54 @@ def transfer_metrics_cmd(
     notes = [f"{spec}: {note}" for spec, e in summary.items() for note in e["notes"]]
     for note in notes:
         _emit(note)
+
+
+# ---------------------------------------------------------------------------- roles
+
+
+@app.command("roles")
+@handle_errors
+def roles_cmd(
+    spec: SpecArg,
+    model: Annotated[str, typer.Option(
+        "--model", help="FILE.py:FUNC, where FUNC(width, key) builds the Equinox model. The "
+        "file's optional LAYOUTS, ROLES and TIED dicts are passed to c.init.")],
+    width: Annotated[int, typer.Option("--width", help="Width to build the model at.")],
+    base_width: BaseWidthOpt = None,
+    optimizer: OptimizerOpt = None,
+    format: FormatOpt = Format.table,
+) -> None:
+    """Which block, role, fans and numbers every parameter of your model gets:
+    c.describe(c.init(FUNC, key)) for the spec at --width."""
+    import jax
+
+    from . import compile as compile_spec
+    from ._usermodel import load_model
+
+    user = load_model(model)
+    c = compile_spec(spec, width=width, base_width=base_width,
+                     optimizer=optimizer.value if optimizer else None)
+    built = c.init(user.make_model, jax.random.key(0), layouts=user.companion("LAYOUTS"),
+                   roles=user.companion("ROLES"), tied=user.companion("TIED"))
+    rows = c.describe(built)
+    if format is Format.json:
+        _json({"parameters": rows})
+        return
+
+    def tie(row: dict[str, Any]) -> str:
+        t = row["tied"]
+        return "" if t is None else f"{t['block']} x{t['multiplier']:.4g}"
+
+    _render_table(
+        f"{c.spec.name} at width {c.width} (base {c.base_width}, {c.optimizer_name}): "
+        f"{model}",
+        ["path", "block", "role", "fan_in", "fan_out", "multiplier", "init std", "lr x",
+         "eps x", "wd x", "tied"],
+        [[r["path"], r["block"], r["role"] or "-", str(r["fan_in"]), str(r["fan_out"]),
+          _num(r["multiplier"]), _num(r["init_std"]), _num(r["lr_scale"]),
+          _num(r["eps_scale"]), _num(r["wd_scale"]), tie(r)] for r in rows],
+        caption="init std `keep`: the module's own values. tied: the block whose use the "
+        "parameter's direct reads are, and the factor t on the stored array there.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -536,12 +536,13 @@ def coord_check(
     prediction: str = "first_step",
     layouts: Mapping[str, Any] | None = None,
     roles: Mapping[str, str] | None = None,
+    tied: Mapping[str, str] | None = None,
     target_change: float = 1e-2,
 ) -> CoordCheck:
     """Train `steps` steps at every width and fit each layer's activation-change slope.
 
     - `make_model(width, key)`: the user's model (built with `c.init(make_model, key,
-      layouts=layouts, roles=roles)` at each width).
+      layouts=layouts, roles=roles, tied=tied)` at each width).
     - `inputs`: one fixed batch, passed to `loss(model, inputs) -> scalar`.
     - Features: the model's own `features(x)`/`feature_roles()` when it has them (the
       reference models; called on `inputs[0]` vmapped), otherwise recorded while the
@@ -581,7 +582,8 @@ def coord_check(
     widths = tuple(widths)
     base = _compiled_theory(spec, optimizer, alignment, base_width)
     spec_name = spec.name if isinstance(spec, Spec) else str(spec)
-    init_kwargs = {k: v for k, v in (("layouts", layouts), ("roles", roles)) if v is not None}
+    init_kwargs = {k: v for k, v in (("layouts", layouts), ("roles", roles), ("tied", tied))
+                   if v is not None}
 
     def compiled(width: int) -> Any:
         return compile_spec(

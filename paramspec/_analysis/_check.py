@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._compile import Compiled, parse_alignment
-from .._compile import compile as compile_spec
+from .._compile import compile_quiet as compile_spec
 from .._errors import SpecError
 from .._ir import OPTIMIZERS, Expr, Spec
 from .._library import load, resolve, validate

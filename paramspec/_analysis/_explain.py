@@ -11,7 +11,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from .._compile import compile as compile_spec
+from .._compile import compile_quiet as compile_spec
 from .._ir import Expr, Spec
 from .._render import render_expr
 from .._theory import (

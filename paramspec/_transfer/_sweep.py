@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,17 @@ import numpy as np
 from .._errors import SpecError
 from ._results import ResultsFile, run_key
 
-__all__ = ["MODELS", "SweepError", "SweepReport", "Task", "make_task", "spec_label", "sweep"]
+__all__ = [
+    "ENGINES",
+    "MODELS",
+    "SweepError",
+    "SweepReport",
+    "Task",
+    "make_task",
+    "spec_label",
+    "sweep",
+    "user_task",
+]
 
 MODELS = ("mlp", "transformer")
 
@@ -156,6 +166,119 @@ def make_task(model: str, *, batch_size: int | None = None) -> Task:
     raise SweepError(f"Unknown model {model!r}; use one of {', '.join(MODELS)}.")
 
 
+def _default_loss(model: Any, x: Any, y: Any) -> Any:
+    """Cross-entropy of `vmap(model)(x)` against integer labels `y`, else mean squared error."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    out = jax.vmap(model)(x)
+    if jnp.issubdtype(jnp.asarray(y).dtype, jnp.integer):
+        return optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+    return jnp.mean((out - y) ** 2)
+
+
+def user_task(
+    make_model: Callable[[int, Any], Any],
+    make_batch: Callable[[Any, int], Any],
+    loss: Callable[[Any, Any, Any], Any] | None = None,
+    *,
+    batch_size: int = 32,
+    eval_batch_size: int = 256,
+    name: str | None = None,
+) -> Task:
+    """A `Task` of your own model: `make_model(width, key)` builds it (an Equinox
+    module), `make_batch(key, batch_size) -> (x, y)` draws a batch (JAX or numpy
+    arrays), `loss(model, x, y)` scores it (default `_default_loss`).
+
+    Run `seed` trains on `make_batch(k_t, batch_size)` for the keys
+    `k_t = jax.random.split(fold_in(key(seed), 1), steps)` (drawn before training, so
+    `make_batch` may be plain numpy), and every run is scored on the same held-out
+    batch `make_batch(key(10_000), eval_batch_size)`.
+    """
+    import jax
+    import numpy as np
+
+    loss_fn = _default_loss if loss is None else loss
+    if not callable(make_model) or not callable(make_batch) or not callable(loss_fn):
+        raise SweepError(
+            "A user model needs callables `make_model(width, key)`, "
+            "`make_batch(key, batch_size) -> (x, y)` and optionally `loss(model, x, y)`."
+        )
+
+    def batch(key: Any, size: int) -> tuple[Any, Any]:
+        drawn = make_batch(key, size)
+        if not (isinstance(drawn, tuple | list) and len(drawn) == 2):
+            raise SweepError(
+                f"make_batch(key, {size}) must return a pair (x, y); got {type(drawn).__name__}."
+            )
+        return np.asarray(drawn[0]), np.asarray(drawn[1])
+
+    def train_data(seed: int, steps: int) -> Any:
+        keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 1), steps)
+        pairs = [batch(k, batch_size) for k in keys]
+        return np.stack([x for x, _ in pairs]), np.stack([y for _, y in pairs])
+
+    return Task(
+        name or getattr(make_model, "__name__", "user"),
+        make_model,
+        lambda model, xy: loss_fn(model, *xy),
+        train_data,
+        batch(jax.random.key(_EVAL_SEED), eval_batch_size),
+        batch_size,
+    )
+
+
+def _model_source(
+    model: Any,
+    make_batch: Callable[..., Any] | None,
+    loss: Callable[..., Any] | None,
+    roles: Any,
+    layouts: Any,
+    tied: Any,
+) -> tuple[str, Callable[[int | None], Task], Any, Any, Any]:
+    """(label for the `model` column, batch_size -> Task, roles, layouts, tied) of `model`."""
+    if isinstance(model, Task):
+        return model.name, lambda batch_size: model, roles, layouts, tied
+    if isinstance(model, str) and model in MODELS:
+        return (model, lambda batch_size: make_task(model, batch_size=batch_size), roles,
+                layouts, tied)
+    if isinstance(model, str) and ":" in model:
+        from .._usermodel import load_model
+
+        user = load_model(model)
+        make_batch = make_batch or user.companion("make_batch")
+        loss = loss or user.companion("loss")
+        roles = roles if roles is not None else user.companion("ROLES")
+        layouts = layouts if layouts is not None else user.companion("LAYOUTS")
+        tied = tied if tied is not None else user.companion("TIED")
+        if make_batch is None:
+            raise SweepError(
+                f"--model {model}: the file defines no `make_batch(key, batch_size) -> (x, y)`; "
+                "a sweep needs data. Add that function next to the model factory."
+            )
+        name = model.rpartition(":")[2]
+        factory = user.make_model
+    elif callable(model):
+        if make_batch is None:
+            raise SweepError(
+                "sweep(model=make_model, ...) needs `make_batch(key, batch_size) -> (x, y)` "
+                "(and optionally `loss(model, x, y)`)."
+            )
+        name, factory = getattr(model, "__name__", "user"), model
+    else:
+        raise SweepError(
+            f"Unknown model {model!r}; use one of {', '.join(MODELS)}, FILE.py:FUNC, or a "
+            "function make_model(width, key) with make_batch=."
+        )
+    batch_fn = make_batch
+
+    def resolve(batch_size: int | None) -> Task:
+        return user_task(factory, batch_fn, loss, batch_size=batch_size or 32, name=name)
+
+    return name, resolve, roles, layouts, tied
+
+
 def spec_label(spec: str, embed_lr_mult: float = 1.0) -> str:
     """The `spec` column of a run: the spec's name (a file's stem), plus `*embX` when
     the embedding learning rate is multiplied, so `summarize` keeps them apart."""
@@ -163,26 +286,26 @@ def spec_label(spec: str, embed_lr_mult: float = 1.0) -> str:
     return name if embed_lr_mult == 1.0 else f"{name}*emb{embed_lr_mult:g}"
 
 
-class _Trainer:
-    """One compiled training program per (spec, width), reused across lr/mult/seed."""
+class _Setup:
+    """What both engines share for one (task, spec, width): the compiled spec, the
+    optimizer at learning rate 1, and the mask of the embedding (`input`-role) leaves."""
 
-    def __init__(self, task: Task, spec: str, width: int, base_width: int | None) -> None:
-        import equinox as eqx
-        import jax
-        import jax.numpy as jnp
-
+    def __init__(self, task: Task, spec: str, width: int, options: _Options) -> None:
         from .._compile import compile as compile_spec
         from .._equinox._build import parameter_blocks
         from .._equinox._roles import map_parameters
 
-        self.task, self.width = task, width
-        self.compiled = compile_spec(spec, width=width, base_width=base_width)
-        template = self.compiled.init(task.make_model, jax.random.key(0))
+        self.task, self.width, self.options = task, width, options
+        self.compiled = compile_spec(spec, width=width, base_width=options.base_width)
+        template = self.init(0)
         # The learning rate is applied *after* c.optimizer (built with learning_rate=1):
         # its last stage is the linear `-learning_rate * u`, so `lr * update(1)` is exactly
-        # the update at `lr`, and one compiled program then serves the whole lr grid (with
-        # lr baked in as a Python float, every grid point would recompile).
-        self.opt = self.compiled.optimizer(template, learning_rate=1.0)
+        # the update at `lr` (decoupled weight decay included, since optax scales it by
+        # the learning rate too), and one compiled program then serves the whole lr grid
+        # (with lr baked in as a Python float, every grid point would recompile).
+        self.opt = self.compiled.optimizer(
+            template, learning_rate=1.0, weight_decay=options.weight_decay
+        )
         # --embed-lr-mult: the per-leaf learning rate of parameters in blocks of role
         # `input`, scaled after the optimizer. Exact for the same reason (the lr enters
         # linearly, decoupled weight decay included), and it leaves the spec, the init
@@ -192,51 +315,117 @@ class _Trainer:
         self.is_input = map_parameters(
             lambda info: roles.get(blocks[info.path]) == "input", template
         )
-        opt, loss, is_input = self.opt, task.loss, self.is_input
+
+    def init(self, seed: int) -> Any:
+        """The run's model at initialisation: `compiled.init` with `key(seed)`."""
+        import jax
+
+        return self.compiled.init(
+            self.task.make_model,
+            jax.random.key(seed),
+            roles=self.options.roles,
+            layouts=self.options.layouts,
+            tied=self.options.tied,
+        )
+
+    def step_fn(self) -> Callable[..., Any]:
+        """`step(params, state, lr, mult, batch, static) -> (params, state)`: one update."""
+        import equinox as eqx
+        import jax
+        import jax.numpy as jnp
+
+        opt, loss, is_input = self.opt, self.task.loss, self.is_input
+
+        def step(params: Any, state: Any, lr: Any, mult: Any, batch: Any, static: Any) -> Any:
+            grads = eqx.filter_grad(loss)(eqx.combine(params, static), batch)
+            updates, state = opt.update(grads, state, params)
+            updates = jax.tree.map(
+                lambda u, emb: u * lr * jnp.where(emb, mult, 1.0), updates, is_input
+            )
+            return eqx.apply_updates(params, updates), state
+
+        return step
+
+
+class _Trainer:
+    """The sequential engine: one compiled `lax.scan` per (spec, width), one run per call."""
+
+    def __init__(self, setup: _Setup) -> None:
+        import equinox as eqx
+        import jax
+
+        self.setup = setup
+        opt, loss, step = setup.opt, setup.task.loss, setup.step_fn()
 
         @eqx.filter_jit
         def train(model: Any, lr: Any, mult: Any, data: Any, eval_batch: Any) -> Any:
             params, static = eqx.partition(model, eqx.is_inexact_array)
 
-            def step(carry: Any, batch: Any) -> tuple[Any, None]:
-                params, state = carry
-                grads = eqx.filter_grad(loss)(eqx.combine(params, static), batch)
-                updates, state = opt.update(grads, state, params)
-                updates = jax.tree.map(
-                    lambda u, emb: u * lr * jnp.where(emb, mult, 1.0), updates, is_input
-                )
-                return (eqx.apply_updates(params, updates), state), None
+            def body(carry: Any, batch: Any) -> tuple[Any, None]:
+                return step(*carry, lr, mult, batch, static), None
 
-            (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), data)
+            (params, _), _ = jax.lax.scan(body, (params, opt.init(params)), data)
             return loss(eqx.combine(params, static), eval_batch)
 
         self._train = train
 
+    @property
+    def is_input(self) -> Any:
+        return self.setup.is_input
+
     def run(self, lr: float, embed_lr_mult: float, seed: int, steps: int) -> float:
-        import jax
         import jax.numpy as jnp
 
-        model = self.compiled.init(self.task.make_model, jax.random.key(seed))
-        data = self.task.train_data(seed, steps)
+        task = self.setup.task
+        model = self.setup.init(seed)
+        data = task.train_data(seed, steps)
         lr_, mult = jnp.asarray(lr, jnp.float32), jnp.asarray(embed_lr_mult, jnp.float32)
-        return float(self._train(model, lr_, mult, data, self.task.eval_batch))
+        return float(self._train(model, lr_, mult, data, task.eval_batch))
 
 
-# Compiled trainers of recent (task, spec, width): a resumed sweep, or a second sweep in
-# the same process, reuses their compiled program instead of compiling again.
-_TRAINERS: dict[tuple[Any, ...], _Trainer] = {}
+@dataclass(frozen=True)
+class _Options:
+    """Settings of a sweep that every run of it shares (part of the compiled program)."""
+
+    base_width: int | None = None
+    weight_decay: float = 0.0
+    roles: Any = None  # Mapping[str, str] | None, forwarded to `Compiled.init`
+    layouts: Any = None  # Mapping[str, Layout] | None, forwarded to `Compiled.init`
+    tied: Any = None  # Mapping[str, str] | None, forwarded to `Compiled.init`
+
+    def cache_key(self) -> tuple[Any, ...]:
+        return (self.base_width, self.weight_decay, repr(self.roles), repr(self.layouts),
+                repr(self.tied))
+
+
+# Compiled trainers of recent (task, spec, width, engine): a resumed sweep, or a second
+# sweep in the same process, reuses their compiled program instead of compiling again.
+_TRAINERS: dict[tuple[Any, ...], Any] = {}
 _MAX_TRAINERS = 4
 
 
-def _trainer(task: Task, spec: str, width: int, base_width: int | None) -> _Trainer:
+def _cached(task: Task, spec: str, width: int, options: _Options, engine: str) -> Any:
     path = Path(spec)
     source = path.read_text(encoding="utf-8") if spec.endswith(".pspec") and path.is_file() else ""
-    key = (id(task), spec, source, width, base_width)
+    key = (id(task), spec, source, width, options.cache_key(), engine)
     if key not in _TRAINERS:
         while len(_TRAINERS) >= _MAX_TRAINERS:
             _TRAINERS.pop(next(iter(_TRAINERS)))
-        _TRAINERS[key] = _Trainer(task, spec, width, base_width)
+        setup = _Setup(task, spec, width, options)
+        if engine == "sequential":
+            _TRAINERS[key] = _Trainer(setup)
+        else:
+            from ._vectorised import VectorTrainer
+
+            _TRAINERS[key] = VectorTrainer(setup)
     return _TRAINERS[key]
+
+
+def _trainer(
+    task: Task, spec: str, width: int, base_width: int | None, weight_decay: float = 0.0
+) -> _Trainer:
+    """The sequential engine's trainer of (task, spec, width) (cached)."""
+    return _cached(task, spec, width, _Options(base_width, weight_decay), "sequential")
 
 
 def _check_grid(name: str, values: Sequence[Any], kind: type, positive: bool = True) -> None:
@@ -252,29 +441,54 @@ def _check_grid(name: str, values: Sequence[Any], kind: type, positive: bool = T
         raise SweepError(f"`{name}` has duplicates: {list(values)}.")
 
 
+ENGINES = ("vectorised", "sequential")
+
+
 def sweep(
     specs: Iterable[str],
     *,
-    model: str,
+    model: str | Task | Callable[[int, Any], Any] = "mlp",
     widths: Sequence[int],
     lrs: Sequence[float],
     out: str | Path,
+    make_batch: Callable[[Any, int], Any] | None = None,
+    loss: Callable[..., Any] | None = None,
     embed_lr_mults: Sequence[float] = (1.0,),
     seeds: Sequence[int] = (0, 1),
     steps: int = 100,
     base_width: int | None = None,
     batch_size: int | None = None,
+    weight_decay: float = 0.0,
+    roles: Mapping[str, str] | None = None,
+    layouts: Mapping[str, Any] | None = None,
+    engine: str = "vectorised",
+    chunk_size: int | None = None,
     progress: bool = True,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    tied: Mapping[str, str] | None = None,
 ) -> SweepReport:
     """Train the grid and append each finished run's final row to `out/results.csv`.
 
-    Runs whose key (`run_key(label, model, width, lr, embed_lr_mult, seed, steps=steps)`)
-    already has a final row in the file are skipped, so rerunning a killed sweep
-    finishes it. A run whose final loss is nan or inf is recorded as `diverged`.
-    `on_run(row)` is called after each row is written (a hook for progress or tests).
-    The results file is validated before anything runs: a foreign or corrupt file is a
-    `ResultsFileError` and is left byte-for-byte unchanged.
+    `model` is a reference task (`"mlp"`, `"transformer"`), a `"FILE.py:FUNC"`
+    reference (its file's `make_batch`, `loss`, `LAYOUTS`, `ROLES` are used where
+    present), a `Task`, or your own factory `make_model(width, key)` together with
+    `make_batch(key, batch_size) -> (x, y)` and optionally `loss(model, x, y)`
+    (default: cross-entropy on integer `y`, mean squared error otherwise); see
+    `user_task`.
+
+    Runs whose key (`run_key(label, model, width, lr, embed_lr_mult, seed, steps=steps)`,
+    plus `wd=` when `weight_decay` is set) already has a final row in the file are
+    skipped, so rerunning a killed sweep finishes it. A run whose final loss is nan or
+    inf is recorded as `diverged`. `on_run(row)` is called after each row is written
+    (a hook for progress or tests). The results file is validated before anything
+    runs: a foreign or corrupt file is a `ResultsFileError` and is left byte-for-byte
+    unchanged.
+
+    `engine="vectorised"` (the default) trains every learning rate, multiplier and
+    seed of one (spec, width) as one compiled program, `chunk_size` runs at a time
+    (default: as many as fit a quarter of the memory; see `_vectorised`), spread over
+    all devices; `engine="sequential"` trains one run per call (the reference).
+    Both give the same losses to float tolerance.
 
     ```python
     import tempfile
@@ -286,8 +500,12 @@ def sweep(
     specs = list(specs)
     if not specs:
         raise SweepError("No specs given; name at least one, e.g. `mup`.")
-    if model not in MODELS:
-        raise SweepError(f"Unknown model {model!r}; use one of {', '.join(MODELS)}.")
+    if engine not in ENGINES:
+        raise SweepError(f"Unknown engine {engine!r}; use one of {', '.join(ENGINES)}.")
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise SweepError(f"`chunk_size` must be None or an int >= 1; got {chunk_size!r}.")
     _check_grid("widths", list(widths), int)
     _check_grid("lrs", [float(x) for x in lrs], float)
     _check_grid("embed_lr_mults", [float(x) for x in embed_lr_mults], float)
@@ -296,6 +514,14 @@ def sweep(
         raise SweepError(f"`steps` must be an int >= 1; got {steps!r}.")
     if any(s < 0 for s in seeds):
         raise SweepError(f"`seeds` must be ints >= 0; got {list(seeds)}.")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise SweepError(f"`batch_size` must be None or an int >= 1; got {batch_size!r}.")
+    if not (isinstance(weight_decay, int | float) and 0 <= weight_decay < math.inf):
+        raise SweepError(f"`weight_decay` must be a number >= 0; got {weight_decay!r}.")
+    label, resolve, roles, layouts, tied = _model_source(model, make_batch, loss, roles,
+                                                         layouts, tied)
     results = ResultsFile(Path(out) / "results.csv")
     done = results.done_keys()  # validates the file first; raises on a foreign one
 
@@ -307,9 +533,10 @@ def sweep(
         for lr in lrs
         for seed in seeds
     ]
+    extra = {"steps": steps, **({"wd": float(weight_decay)} if weight_decay else {})}
 
     def key_of(spec: str, width: int, lr: float, mult: float, seed: int) -> str:
-        return run_key(spec_label(spec, mult), model, width, lr, mult, seed, steps=steps)
+        return run_key(spec_label(spec, mult), label, width, lr, mult, seed, **extra)
 
     todo = [run for run in grid if key_of(*run) not in done]
     skipped = len(grid) - len(todo)
@@ -321,43 +548,87 @@ def sweep(
     for spec in dict.fromkeys(s for s, *_ in todo):  # fail early on a bad spec
         compile_spec(spec, width=max(widths), base_width=base_width)
 
-    task = make_task(model, batch_size=batch_size)
-    with _progress(progress, len(grid), skipped) as advance:
-        for spec, width, lr, mult, seed in todo:
-            label = spec_label(spec, mult)
-            advance(f"{label} w{width} lr {lr:.3g} s{seed}", 0)
-            start = time.perf_counter()
-            trainer = _trainer(task, spec, width, base_width)
-            loss = trainer.run(lr, mult, seed, steps)
-            row = {
-                "key": key_of(spec, width, lr, mult, seed),
-                "spec": label,
-                "model": model,
-                "width": width,
-                "lr": lr,
-                "embed_lr_mult": mult,
-                "seed": seed,
-                "step": steps,
-                "loss": loss,
-                "status": "ok" if math.isfinite(loss) else "diverged",
-                "wall_s": time.perf_counter() - start,
-            }
-            results.append([row])
-            advance(f"{label} w{width} lr {lr:.3g} s{seed}", 1)
+    task = resolve(batch_size)
+    options = _Options(base_width, float(weight_decay), roles, layouts, tied)
+
+    def row_of(run: tuple[Any, ...], loss_value: float, wall_s: float) -> dict[str, Any]:
+        spec, width, lr, mult, seed = run
+        return {
+            "key": key_of(*run),
+            "spec": spec_label(spec, mult),
+            "model": label,
+            "width": width,
+            "lr": lr,
+            "embed_lr_mult": mult,
+            "seed": seed,
+            "step": steps,
+            "loss": loss_value,
+            "status": "ok" if math.isfinite(loss_value) else "diverged",
+            "wall_s": wall_s,
+        }
+
+    def write(rows: list[dict[str, Any]], advance: Callable[..., None]) -> None:
+        if primary:  # with several processes (jax.distributed), process 0 writes
+            results.append(rows)  # one write: the chunk's runs are done together
+        for row in rows:
+            advance(f"{row['spec']} w{row['width']} lr {row['lr']:.3g} s{row['seed']}", 1)
             if on_run is not None:
                 on_run(row)
+
+    primary = engine == "sequential" or _process_index() == 0
+    with _progress(progress and primary, len(grid), skipped, steps) as bar:
+        if engine == "sequential":
+            for run in todo:
+                spec, width, lr, mult, seed = run
+                bar.advance(f"{spec_label(spec, mult)} w{width} lr {lr:.3g} s{seed}", 0)
+                bar.steps(0)
+                start = time.perf_counter()
+                trainer = _cached(task, spec, width, options, "sequential")
+                value = trainer.run(lr, mult, seed, steps)
+                bar.steps(steps)
+                write([row_of(run, value, time.perf_counter() - start)], bar.advance)
+        else:
+            groups: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+            for run in todo:
+                groups.setdefault((run[0], run[1]), []).append(run)
+            for (spec, width), runs in groups.items():
+                trainer = _cached(task, spec, width, options, "vectorised")
+                for chunk, losses, wall_s in trainer.run_chunks(
+                    runs, steps, chunk_size, on_step=bar.steps, on_chunk=bar.advance
+                ):
+                    write([row_of(r, v, wall_s) for r, v in zip(chunk, losses, strict=True)],
+                          bar.advance)
     return SweepReport(len(todo), skipped, results.path)
 
 
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+class _Bar:
+    """Callbacks of the progress display: `advance(description, runs)`, `steps(done)`."""
+
+    def advance(self, description: str, n: int) -> None:
+        pass
+
+    def steps(self, done: int) -> None:
+        pass
+
+
 class _progress:
-    """A rich progress bar (on stderr) or nothing; `advance(description, n)`."""
+    """Two rich progress bars on stderr (runs of the sweep; steps of the runs in
+    flight), or nothing."""
 
-    def __init__(self, enabled: bool, total: int, completed: int) -> None:
-        self.enabled, self.total, self.completed = enabled, total, completed
+    def __init__(self, enabled: bool, total: int, completed: int, steps: int) -> None:
+        self.enabled, self.total, self.completed, self.total_steps = (
+            enabled, total, completed, steps
+        )
 
-    def __enter__(self) -> Callable[[str, int], None]:
+    def __enter__(self) -> _Bar:
         if not self.enabled:
-            return lambda description, n: None
+            return _Bar()
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -377,8 +648,18 @@ class _progress:
             console=Console(stderr=True),
         )
         self.bar.start()
-        task = self.bar.add_task("sweep", total=self.total, completed=self.completed)
-        return lambda description, n: self.bar.update(task, description=description, advance=n)
+        runs = self.bar.add_task("sweep", total=self.total, completed=self.completed)
+        steps = self.bar.add_task("  steps of the runs in flight", total=self.total_steps)
+        bar = self.bar
+
+        class Live(_Bar):
+            def advance(self, description: str, n: int) -> None:
+                bar.update(runs, description=description, advance=n)
+
+            def steps(self, done: int) -> None:
+                bar.update(steps, completed=done)
+
+        return Live()
 
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:

@@ -35,7 +35,10 @@ from paramspec._coord import (
 
 from ..strategies import examples, stable_specs
 
-pytestmark = pytest.mark.property
+# Random specs (fixed learning rates among them) may be unstable for their optimizer:
+# that is expected here, not a reason to warn.
+pytestmark = [pytest.mark.property,
+              pytest.mark.filterwarnings("ignore::paramspec.UnstableSpecWarning")]
 
 BUILTINS = ("mup", "sp", "ntk", "mfp", "sp-perlayer", "sp-global", "sp-embed-lr")
 OPTIMIZERS = ("sgd", "adam", "adam_atan2", "adafactor")
@@ -46,11 +49,6 @@ WIDTHS = (64, 128, 256, 512)  # fixed, so eager kernels compile once per test se
 # whose size fluctuates by ~n^(-1/2) from draw to draw: muP's single-seed slopes spread
 # over -0.17..+0.11, means of 4 seeds over -0.07..+0.05.
 SEEDS = {"sgd": 4}
-# Optax's Adafactor scales each update by max(RMS(w), 1e-3): below the floor the step is
-# no longer relative to the weight and the prediction (x = a + b + c) does not apply.
-# Random specs whose stored weights would come near it are skipped for Adafactor
-# (a known limitation, docs/properties.md).
-ADAFACTOR_MIN_INIT_STD = 1e-2
 RESOLVABLE = 1e-10  # smallest relative feature change (at width 512) fitted in float64
 
 
@@ -117,10 +115,6 @@ def test_builtin_slopes_match_the_first_step_prediction(spec, optimizer, depth, 
     seed=st.integers(0, 3),
 )
 def test_random_stable_spec_slopes_match_the_first_step_prediction(spec, optimizer, depth, seed):
-    if optimizer == "adafactor":
-        c = ps.compile(spec, width=max(WIDTHS), optimizer=optimizer)
-        stds = [c.init_std(b.name) for b in c.blocks if b.role in ("input", "hidden", "output")]
-        assume(all(std is None or std >= ADAFACTOR_MIN_INIT_STD for std in stds))
     assert_slopes_match(spec, optimizer, depth, seed)
 
 

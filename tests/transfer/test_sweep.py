@@ -14,7 +14,11 @@ class Stop(Exception):
     pass
 
 
-def test_killed_sweep_resumes_without_redoing_runs(tmp_path):
+@pytest.mark.parametrize(
+    "engine", [dict(engine="sequential"), dict(engine="vectorised", chunk_size=2)]
+)
+def test_killed_sweep_resumes_without_redoing_runs(tmp_path, engine):
+    GRID = {**globals()["GRID"], **engine}  # noqa: N806 - the module's grid, one engine
     done = []
 
     def stop_after_two(row):
@@ -117,3 +121,149 @@ def test_scaling_the_update_after_the_optimizer_equals_its_learning_rate():
         b, u_state = unit.update(grads, u_state, params)
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
             np.testing.assert_allclose(x, lr * y, rtol=1e-5, atol=1e-9)
+
+
+def _losses(path):
+    return {r["key"]: r["loss"] for r in ResultsFile(path).final_rows()}
+
+
+def test_vectorised_engine_matches_the_sequential_one(tmp_path):
+    # 2 lrs x 2 embedding multipliers x 2 seeds = 8 runs per width in chunks of 3 (so
+    # the last chunk is padded), 5 steps in segments of 1, AdamW: the same losses.
+    grid = dict(model="mlp", widths=[8], lrs=[1e-2, 1e-1], embed_lr_mults=[1.0, 4.0],
+                seeds=[0, 3], steps=5, weight_decay=0.1, progress=False)
+    seq = sweep(["sp-global"], out=tmp_path / "seq", engine="sequential", **grid)
+    vec = sweep(["sp-global"], out=tmp_path / "vec", chunk_size=3, **grid)
+    a, b = _losses(seq.results), _losses(vec.results)
+    assert len(a) == 8 and a.keys() == b.keys() and all("wd=0.1" in k for k in a)
+    assert len(set(a.values())) == 8  # the runs really differ
+    for key in a:
+        assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), key
+
+
+def test_chunk_size_is_a_multiple_of_the_devices_and_no_larger_than_needed():
+    import jax
+
+    from paramspec._transfer._sweep import _cached, _Options
+
+    trainer = _cached(make_task("mlp"), "mup", 8, _Options(), "vectorised")
+    n = len(jax.devices())
+    assert trainer.chunk_size(None, 5) == -(-5 // n) * n  # memory allows all 5 runs
+    assert trainer.chunk_size(2, 100) == -(-2 // n) * n
+    if n == 1:  # 25 runs in chunks of at most 10: three chunks of 9, not 10 + 10 + 5
+        assert trainer.chunk_size(10, 25) == 9
+    with pytest.raises(SweepError, match="chunk_size"):
+        sweep(["mup"], out="unused", chunk_size=0, **GRID)
+
+
+def _make_batch(key, batch_size):
+    import jax
+
+    x = jax.random.normal(key, (batch_size, 4))
+    return x, jax.numpy.sin(x[:, :2])
+
+
+def _make_model(width, key):
+    from paramspec.models import mlp
+
+    return mlp(width, key, in_size=4, out_size=2, depth=1)
+
+
+def test_sweep_of_your_own_model_in_python(tmp_path):
+    import jax.numpy as jnp
+
+    import paramspec as ps
+
+    calls = []
+
+    def loss(model, x, y):
+        calls.append(x.shape)
+        return jnp.mean((jax_vmap(model)(x) - y) ** 2)
+
+    def jax_vmap(f):
+        import jax
+
+        return jax.vmap(f)
+
+    report = ps.sweep(["mup"], model=_make_model, make_batch=_make_batch, loss=loss,
+                      widths=[16], lrs=[1e-3, 1e-1], seeds=[0, 1], steps=20, batch_size=8,
+                      out=tmp_path, progress=False)
+    rows = ResultsFile(report.results).final_rows()
+    assert report.ran == 4 and {r["model"] for r in rows} == {"_make_model"}
+    assert (8, 4) in calls  # the user's loss was traced on the user's batches
+    by = {(r["lr"], r["seed"]): r["loss"] for r in rows}
+    start = float(jnp.mean(_make_batch(__import__("jax").random.key(10_000), 256)[1] ** 2))
+    for seed in (0, 1):  # a real lr trains: the loss falls well below E[y^2]
+        assert by[(1e-1, seed)] < 0.5 * start
+        assert by[(1e-1, seed)] < by[(1e-3, seed)]
+    with pytest.raises(SweepError, match="make_batch"):
+        ps.sweep(["mup"], model=_make_model, widths=[8], lrs=[1e-2], out=tmp_path)
+
+
+def test_sweep_cli_of_a_model_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from paramspec._cli import app
+
+    source = tmp_path / "mine.py"
+    source.write_text(
+        "import jax, jax.numpy as jnp\n"
+        "from paramspec.models import mlp\n"
+        "def make(width, key):\n"
+        "    return mlp(width, key, in_size=3, out_size=5, depth=1)\n"
+        "def make_batch(key, batch_size):\n"
+        "    x = jax.random.normal(key, (batch_size, 3))\n"
+        "    return x, (x[:, 0] > 0).astype(jnp.int32)\n"  # labels: default cross-entropy
+    )
+    out = tmp_path / "runs"
+    args = ["sweep", "mup", "--model", f"{source}:make", "--widths", "8", "--lrs",
+            "1e-2,1e-1", "--seeds", "1", "--steps", "4", "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = ResultsFile(out / "results.csv").final_rows()
+    assert len(rows) == 2 and {r["model"] for r in rows} == {"make"}
+    assert all(0 < r["loss"] < 2 for r in rows)  # cross-entropy of 5 classes starts at ln 5
+    source.write_text(source.read_text().replace("def make_batch", "def other"))
+    bad = CliRunner().invoke(app, [*args[:-1], "--no-progress", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "make_batch" in bad.output
+
+
+_DEVICES_WORKER = """
+import json, sys, tempfile
+import jax
+from paramspec._transfer import ResultsFile
+from paramspec._transfer._sweep import _TRAINERS, sweep
+
+grid = dict(model="mlp", widths=[8], lrs=[1e-2, 3e-2, 1e-1], seeds=[0, 1], steps=4,
+            progress=False)
+out = {}
+for engine in ("sequential", "vectorised"):
+    d = tempfile.mkdtemp()
+    sweep(["mup"], out=d, engine=engine, **grid)
+    out[engine] = {r["key"]: r["loss"] for r in ResultsFile(d + "/results.csv").final_rows()}
+(trainer,) = [t for t in _TRAINERS.values() if hasattr(t, "mesh")]
+print(json.dumps({"devices": len(jax.devices()), "mesh": dict(trainer.mesh.shape),
+                  "chunk": trainer.chunk_size(None, 6), **out}))
+"""
+
+
+@pytest.mark.slow
+def test_vectorised_engine_spreads_runs_over_four_devices():
+    # The device count must be set before JAX starts: a subprocess with 4 CPU devices.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
+    proc = subprocess.run([sys.executable, "-P", "-c", _DEVICES_WORKER], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["devices"] == 4 and result["mesh"] == {"runs": 4}
+    assert result["chunk"] == 8  # 6 runs padded to a multiple of the 4 devices
+    seq, vec = result["sequential"], result["vectorised"]
+    assert len(seq) == 6 and seq.keys() == vec.keys()
+    for key in seq:
+        assert vec[key] == pytest.approx(seq[key], rel=1e-5, abs=1e-7), key

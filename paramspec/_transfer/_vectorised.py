@@ -1,0 +1,223 @@
+"""The vectorised sweep engine: every run of one (spec, width) in one compiled program.
+
+The runs of a (spec, width) -- its learning rates, embedding multipliers and seeds --
+differ only in values, never in shapes: the learning rate and the multiplier are traced
+scalars (they scale the update of `c.optimizer(learning_rate=1)`, which is exact: see
+`_sweep._Setup`), the seed picks the initial parameters and the data. So the engine
+stacks the runs on a leading *run axis* and trains them with `jax.vmap` of the
+sequential engine's step, inside one `jax.lax.scan` over the steps:
+
+- **Chunks.** At most `chunk_size` runs go through the program at once (default: as
+  many as fit a quarter of the device's memory at about 8 copies of the parameters per
+  run -- parameters, gradients, two Adam moments, updates and activations' slack --
+  times the device count). The runs are split into as few chunks as that allows, all of
+  one size (a multiple of the device count; the last chunk is padded with copies of a
+  real run, whose results are dropped), so the program compiles once per (spec, width).
+- **Devices.** The run axis is sharded over a 1-D `jax.sharding.Mesh` of all devices
+  (`jax.devices()`), the data and the evaluation batch are replicated: each device
+  trains its share of the runs, and no collective is needed. With several hosts,
+  start every process with `jax.distributed.initialize()` and the same arguments (the
+  same `out` on a shared file system): `jax.devices()` then spans all hosts, each
+  process feeds the shards of its own devices (`jax.make_array_from_callback`), the
+  losses are gathered to every process and only process 0 writes the results file.
+- **Progress.** The scan runs in segments of about a tenth of the steps, so the
+  progress bar shows the steps of the chunk in flight; a padded last segment masks
+  its extra steps (the update is kept only where `t < steps`), so every segment has
+  the same shape and compiles once.
+
+The data of each seed is drawn by the task exactly as the sequential engine draws it
+(`task.train_data(seed, steps)`), and each run starts from `compiled.init(make_model,
+key(seed))`, so both engines compute the same runs; the losses agree to float
+tolerance (vmap turns matrix products into batched ones, which may sum in another
+order).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["VectorTrainer", "default_chunk_size"]
+
+_SEGMENTS = 10  # progress updates per chunk
+_COPIES_PER_RUN = 8  # parameter-sized buffers one run holds (see the module docstring)
+
+
+def _memory_bytes() -> int:
+    """Memory of one device: the accelerator's limit, or the host's RAM on CPU."""
+    import jax
+
+    device = jax.local_devices()[0]
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # some backends do not implement memory_stats
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def default_chunk_size(param_bytes: int, devices: int) -> int:
+    """Runs per chunk when `chunk_size` is not given: a quarter of one device's memory
+    over `_COPIES_PER_RUN` copies of the parameters, times the devices, rounded down
+    to a multiple of the device count (at least one run per device)."""
+    per_device = max(1, (_memory_bytes() // 4) // max(1, _COPIES_PER_RUN * param_bytes))
+    return max(1, per_device) * devices
+
+
+class VectorTrainer:
+    """Trains chunks of runs of one (spec, width) as one compiled, sharded program."""
+
+    def __init__(self, setup: Any) -> None:
+        import equinox as eqx
+        import jax
+        import jax.numpy as jnp
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        self.setup = setup
+        task, opt, step = setup.task, setup.opt, setup.step_fn()
+        self.devices = jax.devices()
+        self.mesh = Mesh(np.array(self.devices), ("runs",))
+        self.by_run = NamedSharding(self.mesh, PartitionSpec("runs"))
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        template = setup.init(0)
+        params, self.static = eqx.partition(template, eqx.is_inexact_array)
+        self.param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
+        static, loss = self.static, task.loss
+
+        @jax.jit
+        def start(params: Any) -> Any:
+            return params, jax.vmap(opt.init)(params)
+
+        @jax.jit
+        def segment(carry: Any, lr: Any, mult: Any, seed_index: Any, data: Any, live: Any) -> Any:
+            def body(carry: Any, xs: Any) -> tuple[Any, None]:
+                per_seed, ok = xs
+                batch = jax.tree.map(lambda d: d[seed_index], per_seed)  # [runs, ...]
+                new = jax.vmap(lambda p, s, r, m, b: step(p, s, r, m, b, static))(
+                    *carry, lr, mult, batch
+                )
+                return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, carry), None
+
+            return jax.lax.scan(body, carry, (data, live))[0]
+
+        @jax.jit
+        def evaluate(params: Any, eval_batch: Any) -> Any:
+            return jax.vmap(lambda p: loss(eqx.combine(p, static), eval_batch))(params)
+
+        self._start, self._segment, self._evaluate = start, segment, evaluate
+
+    # ------------------------------------------------------------------ placement
+
+    def _put(self, array: Any, sharding: Any) -> Any:
+        """A global array from a host array every process holds in full."""
+        import jax
+
+        array = np.asarray(array)
+        return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+    def _gather(self, array: Any) -> np.ndarray:
+        import jax
+
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+        return np.asarray(array)
+
+    # ------------------------------------------------------------------ training
+
+    def chunk_size(self, requested: int | None, runs: int) -> int:
+        """Runs per program: at most `requested` (or the memory default), in as few
+        chunks as that allows, of equal size (so the padding of the last one is
+        smallest), rounded up to a multiple of the device count."""
+        n = len(self.devices)
+        limit = requested if requested is not None else default_chunk_size(self.param_bytes, n)
+        chunks = -(-runs // max(1, limit))
+        size = -(-runs // chunks)
+        return -(-size // n) * n
+
+    def run_chunks(
+        self,
+        runs: Sequence[tuple[Any, ...]],
+        steps: int,
+        chunk_size: int | None = None,
+        *,
+        on_step: Callable[[int], None] | None = None,
+        on_chunk: Callable[[str, int], None] | None = None,
+    ) -> Iterator[tuple[list[tuple[Any, ...]], list[float], float]]:
+        """Train `runs` (`(spec, width, lr, mult, seed)`, one spec and width) in chunks;
+        yields `(chunk, final losses, wall seconds per run)` as each chunk finishes."""
+        import jax
+
+        task = self.setup.task
+        seeds = sorted({run[4] for run in runs})
+        where = {seed: i for i, seed in enumerate(seeds)}
+        # Initial parameters and data of each seed, drawn once for all its runs.
+        trees = [self._params(seed) for seed in seeds]
+        inits = [jax.tree.leaves(tree) for tree in trees]
+        per_seed = [task.train_data(seed, steps) for seed in seeds]
+        # [steps, seeds, ...]: the scan walks the steps and each run picks its seed.
+        data = jax.tree.map(lambda *d: np.stack([np.asarray(x) for x in d], axis=1), *per_seed)
+        length = math.ceil(steps / min(_SEGMENTS, steps))
+        segments = math.ceil(steps / length)
+        pad = segments * length - steps
+        if pad:
+            data = jax.tree.map(
+                lambda d: np.concatenate([d, np.repeat(d[-1:], pad, axis=0)]), data
+            )
+        live = np.arange(segments * length) < steps
+        eval_batch = jax.tree.map(lambda x: self._put(x, self.replicated), task.eval_batch)
+        treedef = jax.tree.structure(trees[0])
+
+        size = self.chunk_size(chunk_size, len(runs))
+        for first in range(0, len(runs), size):
+            chunk = list(runs[first : first + size])
+            padded = chunk + [chunk[-1]] * (size - len(chunk))
+            t0 = time.perf_counter()
+            if on_chunk is not None:
+                spec, width, lr, _, _ = chunk[0]
+                on_chunk(f"{len(chunk)} runs of {spec} w{width} lr {lr:.3g}..", 0)
+            index = np.array([where[run[4]] for run in padded])
+            params = jax.tree.unflatten(
+                treedef,
+                [
+                    self._put(np.stack([inits[i][leaf] for i in index]), self.by_run)
+                    for leaf in range(len(inits[0]))
+                ],
+            )
+            lr = self._put(np.array([run[2] for run in padded], np.float32), self.by_run)
+            mult = self._put(np.array([run[3] for run in padded], np.float32), self.by_run)
+            seed_index = self._put(index.astype(np.int32), self.by_run)
+            carry = self._start(params)
+            if on_step is not None:
+                on_step(0)
+            for k in range(segments):
+                part = slice(k * length, (k + 1) * length)
+                carry = self._segment(
+                    carry,
+                    lr,
+                    mult,
+                    seed_index,
+                    jax.tree.map(lambda d, part=part: self._put(d[part], self.replicated), data),
+                    self._put(live[part], self.replicated),
+                )
+                if on_step is not None:
+                    jax.block_until_ready(carry)
+                    on_step(min(steps, (k + 1) * length))
+            losses = self._gather(self._evaluate(carry[0], eval_batch))[: len(chunk)]
+            wall = (time.perf_counter() - t0) / len(chunk)
+            yield chunk, [float(x) for x in losses], wall
+
+    def _params(self, seed: int) -> Any:
+        import equinox as eqx
+
+        return eqx.filter(self.setup.init(seed), eqx.is_inexact_array)
