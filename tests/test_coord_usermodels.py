@@ -50,7 +50,9 @@ def _batch():
 
 
 def test_a_plain_model_is_checked_by_recording_its_layers():
-    check = coord_check("mup", make_tiny, _batch(), linear_loss, widths=WIDTHS, seeds=(0,))
+    # widths 32..128: at 16..64 finite-size effects alone move muP's slopes by up to -0.22
+    check = coord_check("mup", make_tiny, _batch(), linear_loss, widths=(32, 64, 128),
+                        seeds=(0,))
     roles = {layer.name: layer.role for layer in check.layers}
     # forward order, module paths, the roles of their parameters; the readout module's
     # output is the model's output, so no separate "(output)" feature
