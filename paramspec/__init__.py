@@ -72,6 +72,7 @@ _LAZY = {
     "linear_loss": "._coord",
     # learning-rate sweeps (JAX)
     "sweep": "._transfer._sweep",
+    "transfer_metrics": "._transfer._table",
 }
 _SUBMODULES = ("models",)
 
@@ -105,6 +106,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ._optax import scale_by_adam_atan2 as scale_by_adam_atan2
     from ._optax import scale_by_adam_per_leaf_eps as scale_by_adam_per_leaf_eps
     from ._transfer._sweep import sweep as sweep
+    from ._transfer._table import transfer_metrics as transfer_metrics
 
 
 def __getattr__(name: str) -> Any:

@@ -43,6 +43,7 @@ class OptimizerName(StrEnum):
     adam_atan2 = "adam_atan2"
     sgd = "sgd"
     adafactor = "adafactor"
+    muon = "muon"
 
 
 SpecArg = Annotated[str, typer.Argument(help="A built-in spec name (see `paramspec list`) "
@@ -53,8 +54,15 @@ BaseWidthOpt = Annotated[int | None, typer.Option(
 AlignmentOpt = Annotated[str | None, typer.Option(
     "--alignment", help="full | none | a rational in [1/2, 1] (default: the spec's, else full).")]
 OptimizerOpt = Annotated[OptimizerName | None, typer.Option(
-    "--optimizer", help="adam | adam_atan2 | sgd | adafactor (default: the spec's, else adam).")]
+    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | muon (default: the spec's, "
+    "else adam).")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="table (readable) or json.")]
+DepthOpt = Annotated[int | None, typer.Option(
+    "--depth", help="Number of residual blocks to compile for (default: the base depth).")]
+BaseDepthOpt = Annotated[int | None, typer.Option(
+    "--base-depth", help="Depth at which the constants were tuned (default: the spec's, else 1).")]
+DepthAlphaOpt = Annotated[str | None, typer.Option(
+    "--depth-alpha", help="Depth exponent alpha in [1/2, 1] (default: the spec's, else 1).")]
 
 
 def _emit(text: str) -> None:
@@ -91,7 +99,7 @@ def handle_errors(fn):
 
 
 def _render_table(title: str, columns: list[str], rows: list[list[str]],
-                  caption: str | None = None) -> None:
+                  caption: str | None = None, min_width: int = 120) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -100,7 +108,7 @@ def _render_table(title: str, columns: list[str], rows: list[list[str]],
         table.add_column(col, justify="left" if i < 2 else "right", no_wrap=True)
     for row in rows:
         table.add_row(*row)
-    Console(width=max(120, len(title))).print(table)
+    Console(width=max(min_width, len(title))).print(table)
 
 
 def _num(x: float | None) -> str:
@@ -119,6 +127,9 @@ def compile_cmd(
     alignment: AlignmentOpt = None,
     optimizer: OptimizerOpt = None,
     format: FormatOpt = Format.table,
+    depth: DepthOpt = None,
+    base_depth: BaseDepthOpt = None,
+    depth_alpha: DepthAlphaOpt = None,
 ) -> None:
     """Resolve SPEC for a width: exact per-layer exponents and the numbers to use.
     Warns on stderr (exit 0) when SPEC is unstable for its optimizer and alignment."""
@@ -130,7 +141,8 @@ def compile_cmd(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnstableSpecWarning)
         c = compile_spec(spec, width=width, base_width=base_width, alignment=alignment,
-                         optimizer=optimizer.value if optimizer else None)
+                         optimizer=optimizer.value if optimizer else None, depth=depth,
+                         base_depth=base_depth, depth_alpha=depth_alpha)
     for w in caught:
         if issubclass(w.category, UnstableSpecWarning):
             sys.stderr.write(f"warning: {w.message}\n")
@@ -148,21 +160,27 @@ def compile_cmd(
                      _num(v["eps_scale"]), _num(v["wd_scale"])])
     title = (f"{table['spec']}: optimizer {table['optimizer']}, alignment {table['alignment']}, "
              f"width {table['width']}, base width {table['base_width']} (n = {c.n:g})")
-    _render_table(
-        title,
-        ["layer", "role", "a", "b", "c", "e", "wd", "multiplier", "init std", "lr x", "eps x",
-         "wd x"],
-        rows,
-        caption="Exponents: quantity ∝ n^(-x) (a multiplier, b init std, c learning rate, "
-        "e epsilon, wd weight decay).\nValues at this width for nominal shapes; lr/eps/wd are "
-        "factors on your global learning rate, epsilon and weight decay.",
-    )
+    columns = ["layer", "role", "a", "b", "c", "e", "wd", "multiplier", "init std", "lr x",
+               "eps x", "wd x"]
+    caption = ("Exponents: quantity ∝ n^(-x) (a multiplier, b init std, c learning rate, "
+               "e epsilon, wd weight decay).\nValues at this width for nominal shapes; lr/eps/wd "
+               "are factors on your global learning rate, epsilon and weight decay.")
+    if "depth" in table:  # depth exponents beside the width ones (docs/cli.md)
+        title += (f", depth {table['depth']}, base depth {table['base_depth']} (m = {c.m:g}), "
+                  f"alpha {table['depth_alpha']}, branch m^(-{table['residual']['branch']})")
+        columns[7:7] = ["a_m", "b_m", "c_m", "e_m", "wd_m"]
+        for row, layer in zip(rows, table["layers"].values(), strict=True):
+            d = layer["depth_exponents"]
+            row[7:7] = [d["a"], d["b"], d["c"], d["e"], d["wd"]]
+        caption += "\nDepth exponents (_m): quantity ∝ m^(-x), m = depth / base depth; values "
+        caption += "include them."
+    _render_table(title, columns, rows, caption=caption, min_width=160 if "depth" in table else 120)
 
 
 # ---------------------------------------------------------------------------- analysis
 
 AnyOptimizerOpt = Annotated[str | None, typer.Option(
-    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | all (default: the spec's; "
+    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | muon | all (default: the spec's; "
     "every optimizer when the spec sets none).")]
 AnyAlignmentOpt = Annotated[str | None, typer.Option(
     "--alignment", help="full | none | Q | all (default: the spec's; both when it sets none).")]
@@ -493,6 +511,7 @@ def sweep_cmd(
     chunk: Annotated[int | None, typer.Option(
         "--chunk", help="Runs per compiled program with --engine vectorised (default: as "
         "many as fit a quarter of the memory); lower it if memory runs out.")] = None,
+    optimizer: OptimizerOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -509,7 +528,8 @@ def sweep_cmd(
                                                                      embed_lr_mult),
                    seeds=tuple(range(seeds)), steps=steps, base_width=base_width, out=out,
                    weight_decay=weight_decay, batch_size=batch_size, engine=engine,
-                   chunk_size=chunk, progress=progress)
+                   chunk_size=chunk, progress=progress,
+                   optimizer=optimizer.value if optimizer else None)
     rows = ResultsFile(report.results).final_rows()
     try:
         summary = summarize(rows)
@@ -524,20 +544,24 @@ def sweep_cmd(
 @app.command("transfer-metrics")
 @handle_errors
 def transfer_metrics_cmd(
-    results: Annotated[Path, typer.Argument(help="A sweep's results.csv.")],
+    results: Annotated[Path, typer.Argument(
+        help="A sweep's results.csv, or any CSV / JSON Lines table with the columns spec, "
+        "width, lr, loss (seed, step optional).")],
     reference: Annotated[str | None, typer.Option(
         "--reference", help="Spec label to measure R(inf) against (default: the best).")]
     = None,
     format: FormatOpt = Format.table,
 ) -> None:
     """Learning-rate transfer metrics of a sweep: eta* per width, p, E, kappa, R(inf) and
-    the drift of the optimal learning rate in grid steps."""
-    from ._transfer import ResultsFile, summarize
+    the drift of the optimal learning rate in grid steps. Reads paramspec's results.csv or
+    any tool's CSV / JSON Lines (seeds averaged, each run's last step); never writes it."""
+    from ._transfer import transfer_metrics
 
     if not results.is_file():
         raise SpecError(f"{results} is not a file; pass the results.csv of a sweep "
-                        "(`paramspec sweep ... --out DIR` writes DIR/results.csv)")
-    summary = summarize(ResultsFile(results).final_rows(), reference=reference)
+                        "(`paramspec sweep ... --out DIR` writes DIR/results.csv) or a CSV / "
+                        "JSON Lines table with the columns spec, width, lr, loss")
+    summary = transfer_metrics(results, reference=reference)
     if format is Format.json:
         _json(summary)
         return

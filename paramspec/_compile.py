@@ -14,6 +14,15 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from ._depth import (
+    DepthTheory,
+    model_form,
+    parse_depth_alpha,
+    require_depth_one,
+    resolve_depth,
+    set_branch_multipliers,
+    uses_depth,
+)
 from ._errors import SpecError
 from ._ir import OPTIMIZERS, Block, Expr, Spec
 from ._library import load, resolve, validate
@@ -70,8 +79,11 @@ def compile(  # noqa: A001 - the verb users expect: paramspec.compile
     base_width: int | None = None,
     alignment: str | float | Fraction | None = None,
     optimizer: str | None = None,
+    depth: int | None = None,
+    base_depth: int | None = None,
+    depth_alpha: str | float | Fraction | None = None,
 ) -> Compiled:
-    """Compile `spec` (a `Spec`, a built-in name or a path) for one width.
+    """Compile `spec` (a `Spec`, a built-in name or a path) for one width (and depth).
 
     Unset arguments come from the spec (`optimizer`, `alignment`, `base_width`), then
     from the defaults adam, full alignment and base width 1 (Everett's absolute form).
@@ -81,7 +93,8 @@ def compile(  # noqa: A001 - the verb users expect: paramspec.compile
     the spec says the instability is deliberate with a top-level `unstable "reason"`.
     """
     compiled = compile_quiet(spec, width=width, base_width=base_width, alignment=alignment,
-                             optimizer=optimizer)
+                             optimizer=optimizer, depth=depth, base_depth=base_depth,
+                             depth_alpha=depth_alpha)
     # Free for a stable spec (the theory is already solved); the message, which needs
     # the analysis layer, is built only for an unstable one.
     if compiled.spec.unstable is None and not compiled.theory.stable:
@@ -98,6 +111,9 @@ def compile_quiet(
     base_width: int | None = None,
     alignment: str | float | Fraction | None = None,
     optimizer: str | None = None,
+    depth: int | None = None,
+    base_depth: int | None = None,
+    depth_alpha: str | float | Fraction | None = None,
 ) -> Compiled:
     """`compile` without the stability warning, for the analysis layer (which reports
     instability itself) and code that compiles a spec under every optimizer."""
@@ -115,8 +131,16 @@ def compile_quiet(
     align = parse_alignment(alignment) if alignment is not None else (
         spec.alignment if spec.alignment is not None else Fraction(1))
     theory = resolve_theory(spec, opt, align)
+    # Depth (docs/theory.md "Depth"): m = depth / base_depth, 1 unless asked for.
+    bdepth = _positive_int("base_depth", base_depth if base_depth is not None
+                           else spec.base_depth or 1)
+    dep = _positive_int("depth", depth) if depth is not None else bdepth
+    alpha = parse_depth_alpha(depth_alpha) if depth_alpha is not None else (
+        spec.depth_alpha if spec.depth_alpha is not None else Fraction(1))
     return Compiled(spec=spec, width=width, base_width=base, alignment=align, optimizer_name=opt,
-                    theory=theory)
+                    theory=theory, depth=dep, base_depth=bdepth, depth_alpha=alpha,
+                    depth_theory=resolve_depth(spec, opt, alpha),
+                    depth_shown=uses_depth(spec) or depth is not None or base_depth is not None)
 
 
 @dataclass(frozen=True)
@@ -127,13 +151,28 @@ class Compiled:
     width: int
     base_width: int
     alignment: Fraction
-    optimizer_name: str  # adam | adam_atan2 | sgd | adafactor (`optimizer()` builds it)
+    optimizer_name: str  # adam | adam_atan2 | sgd | adafactor | muon (`optimizer()` builds it)
     theory: Theory = field(repr=False)
+    depth: int = 1
+    base_depth: int = 1
+    depth_alpha: Fraction = Fraction(1)
+    depth_theory: DepthTheory | None = field(default=None, repr=False)
+    depth_shown: bool = False  # the table carries the depth keys (docs/cli.md)
 
     @property
     def n(self) -> float:
         """The width multiplier n = width / base_width."""
         return self.width / self.base_width
+
+    @property
+    def m(self) -> float:
+        """The depth multiplier m = depth / base_depth."""
+        return self.depth / self.base_depth
+
+    def branch_multiplier(self) -> float:
+        """Each residual branch's output multiplier at this depth (1 without `residual`)."""
+        dt = self.depth_theory
+        return 1.0 if dt is None else float(dt.branch_constant) * self.m ** float(-dt.branch)
 
     @property
     def blocks(self) -> tuple[Block, ...]:
@@ -176,11 +215,16 @@ class Compiled:
         layer = self.theory.layers[name]
         if expr.kind == "auto":
             exponent = {"lr": layer.c, "eps": layer.e, "wd": layer.wd}[quantity]
-            return float(expr.constant) * self.n ** float(-exponent)
+            depth = self.depth_theory.layers[name] if self.depth_theory is not None else None
+            d_exp = getattr(depth, {"lr": "c", "eps": "e", "wd": "wd"}[quantity]) if depth else 0
+            return float(expr.constant) * self.n ** float(-exponent) * self.m ** float(-d_exp)
         result = float(expr.constant)
-        symbols = {"n": self.n, "fan_in": fan_in or nominal_in, "fan_out": fan_out or nominal_out}
+        symbols = {"n": self.n, "fan_in": fan_in or nominal_in, "fan_out": fan_out or nominal_out,
+                   "m": self.m}
         for p in expr.powers:
-            result *= float(symbols[p.symbol]) ** float(p.exponent.at(self.alignment))
+            x = (p.exponent.at_alpha(self.depth_alpha) if p.symbol == "m"
+                 else p.exponent.at(self.alignment))
+            result *= float(symbols[p.symbol]) ** float(x)
         return result
 
     def multiplier(self, name: str, **fans: int) -> float:
@@ -203,7 +247,10 @@ class Compiled:
                 "exponents": {k: str(v) for k, v in exps.items()},
                 "values": {key: self.value(block.name, q) for q, key in QUANTITY_KEYS.items()},
             }
-        return {
+            if self.depth_shown and self.depth_theory is not None:
+                d = self.depth_theory.layers[block.name].exponents()
+                layers[block.name]["depth_exponents"] = {k: str(v) for k, v in d.items()}
+        out = {
             "spec": self.spec.name,
             "optimizer": self.optimizer_name,
             "alignment": str(self.alignment),
@@ -211,6 +258,13 @@ class Compiled:
             "base_width": self.base_width,
             "layers": layers,
         }
+        if self.depth_shown and self.depth_theory is not None:
+            out["depth"] = self.depth
+            out["base_depth"] = self.base_depth
+            out["depth_alpha"] = str(self.depth_alpha)
+            out["residual"] = {"branch": str(self.depth_theory.branch),
+                               "value": self.branch_multiplier()}
+        return out
 
     # ------------------------------------------------------------------ backends (JAX)
 
@@ -236,9 +290,10 @@ class Compiled:
         """
         from ._equinox._build import init
 
-        return init(self, make_model, key, other_width=other_width, roles=roles,
-                    layouts=layouts, form=form, init_from=init_from,  # type: ignore[arg-type]
-                    tied=tied)
+        require_depth_one(self, "c.init", form=form, init_from=init_from)
+        return set_branch_multipliers(self, init(
+            self, make_model, key, other_width=other_width, roles=roles, layouts=layouts,
+            form=form, init_from=init_from, tied=tied))  # type: ignore[arg-type]
 
     def apply(self, model: Any, key: Any, *, roles: Mapping[str, str] | None = None,
               layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
@@ -255,9 +310,10 @@ class Compiled:
         what grows with width, where the spec's logit scale depends on it."""
         from ._equinox._build import apply
 
-        return apply(self, model, key, roles=roles, layouts=layouts, form=form,  # type: ignore[arg-type]
-                     init_from=init_from, base_model=base_model, tied=tied,
-                     attention=attention)
+        require_depth_one(self, "c.apply", form=form, init_from=init_from)
+        return set_branch_multipliers(self, apply(
+            self, model, key, roles=roles, layouts=layouts, form=form,  # type: ignore[arg-type]
+            init_from=init_from, base_model=base_model, tied=tied, attention=attention))
 
     def describe(self, model: Any) -> list[dict[str, Any]]:
         """One row per parameter of a model built by `init`/`apply`: path, block, role,
@@ -269,7 +325,8 @@ class Compiled:
     def optimizer(self, model: Any, *, learning_rate: Any, eps: float = 1e-8,
                   weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,
                   momentum: float | None = 0.9, atan2_a: float = 1.27, atan2_b: float = 1.0,
-                  adafactor_kwargs: Mapping[str, Any] | None = None) -> Any:
+                  adafactor_kwargs: Mapping[str, Any] | None = None,
+                  muon_scale: str = "spectral") -> Any:
         """The Optax optimizer for a model built by `init`/`apply`.
 
         A standard `optax.GradientTransformation` (an `optax.named_chain`: core ->
@@ -278,9 +335,15 @@ class Compiled:
         weight decay (`weight_decay` times its factor; per-step decay learning_rate *
         lr factor * wd) baked in as static floats. `learning_rate` may be a float or an
         Optax schedule. Initialise it with `eqx.filter(model, eqx.is_inexact_array)`.
+        Under `muon`, hidden matrices take `optax.contrib.scale_by_muon` times a static
+        shape factor, `muon_scale` = `"spectral"` (`sqrt(fan_out/fan_in)`), `"jordan"`
+        (Optax's default) or `"moonlight"` (AdamW-matched RMS at the base width); see
+        docs/theory.md.
         """
         from ._equinox._build import optimizer
 
+        require_depth_one(self, "c.optimizer", form=model_form(model))
         return optimizer(self, model, learning_rate=learning_rate, eps=eps,
                          weight_decay=weight_decay, b1=b1, b2=b2, momentum=momentum,
-                         atan2_a=atan2_a, atan2_b=atan2_b, adafactor_kwargs=adafactor_kwargs)
+                         atan2_a=atan2_a, atan2_b=atan2_b, adafactor_kwargs=adafactor_kwargs,
+                         muon_scale=muon_scale)

@@ -24,6 +24,7 @@ import numpy as np
 from ._compile import compile as compile_spec
 from ._errors import SpecError
 from ._ir import Spec
+from ._muon_rule import MUON
 from ._theory import Theory
 
 __all__ = [
@@ -225,6 +226,9 @@ def first_step_terms(
             step = layer.c + g1
         elif theory.optimizer == "adafactor":
             step = layer.b + layer.c
+        elif MUON.applies(theory.optimizer, layer.role):
+            # one batch: a rank-k orthogonalised step aligned with its inputs, c~ = c + 1
+            step = MUON.entry_step(layer.c, Fraction(1))
         else:  # adam's and adam_atan2's first step is lr * sign(gradient)
             step = layer.c
         return layer.a + step
@@ -490,6 +494,12 @@ def _one_step(c: Any, make_model: Callable, key: Any, features: _Features, input
     for _ in range(steps):
         model, state = step(model, state)
     after = features(model)
+    if not features.own:  # a recorded query projection outputs f q: judge q (docs/attention.md)
+        from ._equinox._attention import attention_factors
+
+        for name, f in attention_factors(c, model).items():
+            if name in before:
+                before[name], after[name] = before[name] / f, after[name] / f
     delta, size, rel = {}, {}, {}
     for name in features.roles:
         d = after[name] - before[name]

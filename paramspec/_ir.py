@@ -29,22 +29,28 @@ __all__ = [
     "Selector",
     "Block",
     "Attention",
+    "Residual",
     "Spec",
 ]
 
 Role = Literal["input", "hidden", "output", "vector", "constant"]
-Optimizer = Literal["adam", "adam_atan2", "sgd", "adafactor"]
-Symbol = Literal["n", "fan_in", "fan_out", "head_dim", "head_n"]
+Optimizer = Literal["adam", "adam_atan2", "sgd", "adafactor", "muon"]
+Symbol = Literal["n", "fan_in", "fan_out", "head_dim", "head_n", "m"]
 Quantity = Literal["multiplier", "init", "lr", "eps", "wd"]
 SelectorKey = Literal["module", "field", "path"]
 Allowance = Literal["unstable_init"]
 
 ROLES: tuple[str, ...] = ("input", "hidden", "output", "vector", "constant")
-OPTIMIZERS: tuple[str, ...] = ("adam", "adam_atan2", "sgd", "adafactor")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adam_atan2", "sgd", "adafactor", "muon")
 SYMBOLS: tuple[str, ...] = ("n", "fan_in", "fan_out")
 # The symbols of the `attention` block's `logits` (and only there): the head size d and
 # the head-size multiplier d / d_base (1 where the head count grows instead).
 ATTENTION_SYMBOLS: tuple[str, ...] = ("head_dim", "head_n")
+# The depth multiplier m = depth / base_depth (number of residual blocks), usable in every
+# quantity and in the `residual` block's `branch`; its exponents are affine in `alpha`.
+DEPTH_SYMBOLS: tuple[str, ...] = ("m",)
+# Where a block's parameters sit: inside the repeated residual blocks, or outside them.
+DEPTH_PLACES: tuple[str, ...] = ("repeated", "fixed")
 QUANTITIES: tuple[str, ...] = ("multiplier", "init", "lr", "eps", "wd")
 ALLOWANCES: tuple[str, ...] = ("unstable_init",)
 # Block names that imply their role (DESIGN.md: "block name = role").
@@ -62,24 +68,31 @@ class _Frozen(BaseModel):
 
 
 class Exponent(_Frozen):
-    """An exponent affine in the alignment: `const + align * align_value`."""
+    """An exponent affine in the alignment (width symbols) or in the depth exponent
+    (the depth symbol `m`): `const + align * A` or `const + alpha * α`."""
 
     const: Fraction = Fraction(0)
     align: Fraction = Fraction(0)
+    alpha: Fraction = Fraction(0)
 
     def at(self, alignment: Fraction) -> Fraction:
         """The exact exponent at a given alignment in [1/2, 1]."""
         return self.const + self.align * alignment
 
+    def at_alpha(self, alpha: Fraction) -> Fraction:
+        """The exact exponent of a depth power at a depth exponent α in [1/2, 1]."""
+        return self.const + self.alpha * alpha
+
     @property
     def is_zero(self) -> bool:
-        return self.const == 0 and self.align == 0
+        return self.const == 0 and self.align == 0 and self.alpha == 0
 
     def __add__(self, other: Exponent) -> Exponent:
-        return Exponent(const=self.const + other.const, align=self.align + other.align)
+        return Exponent(const=self.const + other.const, align=self.align + other.align,
+                        alpha=self.alpha + other.alpha)
 
     def __neg__(self) -> Exponent:
-        return Exponent(const=-self.const, align=-self.align)
+        return Exponent(const=-self.const, align=-self.align, alpha=-self.alpha)
 
     def __sub__(self, other: Exponent) -> Exponent:
         return self + (-other)
@@ -95,15 +108,17 @@ def _fraction_text(x: Fraction) -> str:
 def render_exponent(e: Exponent) -> str:
     """Canonical text of an exponent: `-1/2`, `align`, `1 - align`, `1/2*align`."""
     parts: list[str] = []
-    if e.const != 0 or e.align == 0:
+    if e.const != 0 or (e.align == 0 and e.alpha == 0):
         parts.append(_fraction_text(e.const))
-    if e.align != 0:
-        mag = abs(e.align)
-        term = "align" if mag == 1 else f"{_fraction_text(mag)}*align"
+    for name, coef in (("align", e.align), ("alpha", e.alpha)):
+        if coef == 0:
+            continue
+        mag = abs(coef)
+        term = name if mag == 1 else f"{_fraction_text(mag)}*{name}"
         if not parts:
-            parts.append(term if e.align > 0 else f"-{term}")
+            parts.append(term if coef > 0 else f"-{term}")
         else:
-            parts.append(("+ " if e.align > 0 else "- ") + term)
+            parts.append(("+ " if coef > 0 else "- ") + term)
     return " ".join(parts)
 
 
@@ -135,7 +150,7 @@ class Expr(_Frozen):
             merged[p.symbol] = merged.get(p.symbol, Exponent()) + p.exponent
         return tuple(
             Power(symbol=s, exponent=merged[s])  # type: ignore[arg-type]
-            for s in (*SYMBOLS, *ATTENTION_SYMBOLS)
+            for s in (*SYMBOLS, *ATTENTION_SYMBOLS, *DEPTH_SYMBOLS)
             if s in merged and not merged[s].is_zero
         )
 
@@ -183,6 +198,9 @@ class Block(_Frozen):
     eps: Expr | None = None
     wd: Expr | None = None
     allow: tuple[Allowance, ...] = ()
+    # `depth repeated`: the block's parameters sit inside the repeated residual blocks
+    # (their `auto` lr/eps/wd get depth factors); `fixed` or unset: outside them.
+    depth: Literal["repeated", "fixed"] | None = None
     span: SpanField
 
     @field_validator("allow")
@@ -207,6 +225,18 @@ class Attention(_Frozen):
     span: SpanField
 
 
+class Residual(_Frozen):
+    """The `residual` block: each residual branch's output is multiplied by `branch`,
+    `x + branch * F(x)`, e.g. `m^(-alpha)` (CompleteP / Depth-muP, theory.md §10).
+
+    `branch` is `[constant *] m^p` (unset: 1). It covers no parameter.
+    """
+
+    doc: str | None = None
+    branch: Expr | None = None
+    span: SpanField
+
+
 class Spec(_Frozen):
     """A parameterization: a name, settings, and layer blocks in written order."""
 
@@ -216,11 +246,16 @@ class Spec(_Frozen):
     optimizer: Optimizer | None = None
     alignment: Fraction | None = None
     base_width: int | None = Field(default=None, gt=0)
+    # Depth: the number of residual blocks the constants were tuned at, and the depth
+    # exponent α in [1/2, 1] that `alpha` stands for in depth exponents.
+    base_depth: int | None = Field(default=None, gt=0)
+    depth_alpha: Fraction | None = None
     # `unstable "why"`: the spec is unstable for its optimizer on purpose (a sweep
     # baseline), so `compile` does not warn. Not inherited through `extends`.
     unstable: str | None = None
     blocks: tuple[Block, ...] = ()
     attention: Attention | None = None
+    residual: Residual | None = None
     # Where the spec was written (its `file` is the path, for `extends` and errors).
     span: SpanField
 

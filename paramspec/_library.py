@@ -120,16 +120,19 @@ def _merge(parent: Spec, child: Spec) -> Spec:
             updates["match"] = cb.match
         if cb.doc is not None:
             updates["doc"] = cb.doc
+        if cb.depth is not None:
+            updates["depth"] = cb.depth
         updates["allow"] = tuple(sorted(set(pb.allow) | set(cb.allow)))
         blocks.append(pb.model_copy(update=updates))
     blocks += [b for b in child.blocks if b.name in children]
     settings = {
         k: getattr(child, k) if getattr(child, k) is not None else getattr(parent, k)
-        for k in ("optimizer", "alignment", "base_width")
+        for k in ("optimizer", "alignment", "base_width", "base_depth", "depth_alpha")
     }
     # `unstable` is a statement about this spec, not inherited: a spec that extends a
     # deliberately unstable baseline is checked (and warned about) on its own.
     attention = child.attention if child.attention is not None else parent.attention
+    settings["residual"] = child.residual if child.residual is not None else parent.residual
     return Spec(name=child.name, doc=child.doc, blocks=tuple(blocks), attention=attention,
                 span=child.span, unstable=child.unstable, **settings)
 

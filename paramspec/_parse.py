@@ -24,6 +24,8 @@ from ._errors import Span, SpecError
 from ._ir import (
     ALLOWANCES,
     ATTENTION_SYMBOLS,
+    DEPTH_PLACES,
+    DEPTH_SYMBOLS,
     MAX_EXPONENT,
     OPTIMIZERS,
     QUANTITIES,
@@ -35,6 +37,7 @@ from ._ir import (
     Exponent,
     Expr,
     Power,
+    Residual,
     Selector,
     Spec,
 )
@@ -46,8 +49,14 @@ MAX_BYTES = 1 << 20  # a spec is a page of text; anything this big is a mistake
 MAX_LINE = 2000
 MAX_NUMBER_DIGITS = 40
 
-SETTINGS = ("extends", "optimizer", "alignment", "base_width", "unstable")
-ITEMS = (*QUANTITIES, "role", "match", "allow")
+SETTINGS = ("extends", "optimizer", "alignment", "base_width", "unstable", "base_depth",
+            "depth_alpha")
+ITEMS = (*QUANTITIES, "role", "match", "allow", "depth")
+# Symbols of a layer block's quantities: the width symbols and the depth multiplier m.
+BLOCK_SYMBOLS = (*SYMBOLS, *DEPTH_SYMBOLS)
+# The `residual` block: its name, and its one quantity (in `m` only).
+RESIDUAL = "residual"
+RESIDUAL_ITEMS = ("branch",)
 ROLE_ALIASES = {"embedding": "input", "readout": "output"}
 SELECTOR_KEYS = ("module", "field", "path")
 # The `attention` block: its name, and its one quantity.
@@ -255,6 +264,7 @@ _ALIASES = {
     "scale": "multiplier", "output_mult": "multiplier", "width": "n", "fanin": "fan_in",
     "fanout": "fan_out", "atan2": "adam_atan2", "adamw": "adam", "embed": "embedding",
     "unembedding": "readout", "output": "readout", "input": "embedding", "base": "base_width",
+    "L": "m", "alpha": "depth_alpha", "residual_multiplier": "branch",
 }
 
 
@@ -329,6 +339,7 @@ class _Builder:
         settings: dict[str, Any] = {}
         blocks: list[Block] = []
         attention: Attention | None = None
+        residual: Residual | None = None
         seen_settings: dict[str, Token] = {}
         seen_blocks: dict[str, Token] = {}
         inherits = any(
@@ -340,6 +351,11 @@ class _Builder:
                 key_tok, value = node.children
                 key = str(key_tok)
                 if key not in SETTINGS:
+                    if key in (RESIDUAL, *RESIDUAL_ITEMS):
+                        raise self.error(
+                            key_tok, f"`{key}` is not a setting",
+                            hint="the residual-branch multiplier goes in a block of its own: "
+                            "`residual { branch m^(-alpha) }`")
                     if key in (ATTENTION, *ATTENTION_ITEMS):
                         raise self.error(
                             key_tok, f"`{key}` is not a setting",
@@ -360,7 +376,9 @@ class _Builder:
                 settings[key] = getattr(self, f"setting_{key}")(key_tok, value)
             else:
                 if str(node.children[0]) == ATTENTION:
-                    block_or_attention: Block | Attention = self.attention(node)
+                    block_or_attention: Block | Attention | Residual = self.attention(node)
+                elif str(node.children[0]) == RESIDUAL:
+                    block_or_attention = self.residual(node)
                 else:
                     block_or_attention = self.block(node, inherits)
                 name = str(node.children[0])
@@ -371,10 +389,12 @@ class _Builder:
                 seen_blocks[name] = node.children[0]
                 if isinstance(block_or_attention, Attention):
                     attention = block_or_attention
+                elif isinstance(block_or_attention, Residual):
+                    residual = block_or_attention
                 else:
                     blocks.append(block_or_attention)
         return Spec(name=str(name_tok), doc=doc, blocks=tuple(blocks), attention=attention,
-                    span=self.span(name_tok), **settings)
+                    residual=residual, span=self.span(name_tok), **settings)
 
     # -- settings
 
@@ -426,6 +446,30 @@ class _Builder:
         raise self.error(value, "base_width must be a positive whole number",
                          hint="e.g. `base_width 256`: the width at which the constants were tuned")
 
+    def setting_base_depth(self, key: Token, value: Tree) -> int:
+        if value.data == "expr" and len(value.children) == 1:
+            factor = value.children[0]
+            if isinstance(factor, Tree) and factor.data == "number" and len(factor.children) == 1:
+                tok = factor.children[0]
+                if str(tok).isdigit() and len(str(tok)) <= 12 and int(str(tok)) > 0:
+                    return int(str(tok))
+        raise self.error(value, "base_depth must be a positive whole number",
+                         hint="e.g. `base_depth 4`: the number of residual blocks at which the "
+                         "constants were tuned")
+
+    def setting_depth_alpha(self, key: Token, value: Tree) -> Fraction:
+        hint = ("depth_alpha is a rational in [1/2, 1]: `1` (CompleteP) or `1/2` (Depth-muP); "
+                "SP's depth heuristic (alpha = 0) has no residual multiplier: leave out the "
+                "`residual` block instead")
+        if value.data == "expr" and len(value.children) == 1:
+            factor = value.children[0]
+            if isinstance(factor, Tree) and factor.data == "number":
+                a = self.fraction(*factor.children, exact=True)
+                if not Fraction(1, 2) <= a <= 1:
+                    raise self.error(factor, f"depth_alpha {a} is outside [1/2, 1]", hint=hint)
+                return a
+        raise self.error(value, "expected a depth exponent", hint=hint)
+
     def setting_unstable(self, key: Token, value: Tree) -> str:
         if value.data == "string":
             reason = self.string(value.children[0])
@@ -458,6 +502,10 @@ class _Builder:
                     raise self.error(key_tok, f"`{key}` belongs in the `attention` block",
                                      hint="write it in a block of its own: "
                                      f"`attention {{ {key} head_dim^(-1/2) }}`")
+                if key in RESIDUAL_ITEMS:
+                    raise self.error(key_tok, f"`{key}` belongs in the `residual` block",
+                                     hint="write it in a block of its own: "
+                                     f"`residual {{ {key} m^(-alpha) }}`")
                 if key in SETTINGS:
                     raise self.error(key_tok, f"`{key}` is a setting of the whole spec",
                                      hint="move it out of the block, above the blocks")
@@ -472,6 +520,14 @@ class _Builder:
                 role_tok = self.word(value, "a role name")
             elif key == "match":
                 matches.append(self.selectors(value))
+            elif key == "depth":
+                tok = self.word(value, "`repeated` or `fixed`")
+                if str(tok) not in DEPTH_PLACES:
+                    raise self.error(tok, f"unknown depth place `{tok}`",
+                                     hint="`depth repeated` (inside the repeated residual "
+                                     "blocks) or `depth fixed` (outside them: embedding, final "
+                                     "norm, readout)")
+                fields["depth"] = str(tok)
             elif key == "allow":
                 tok = self.word(value, "an allowance name")
                 if str(tok) not in ALLOWANCES:
@@ -479,7 +535,7 @@ class _Builder:
                                      hint=_suggest(str(tok), ALLOWANCES))
                 allow.append(str(tok))
             else:
-                fields[key] = self.quantity(key, value)
+                fields[key] = self.quantity(key, value, symbols=BLOCK_SYMBOLS)
         role = self.role(name_tok, role_tok, inherits)
         return Block(name=name, role=role, doc=doc, match=tuple(matches), allow=tuple(allow),
                      span=self.span(name_tok), **fields)
@@ -511,6 +567,34 @@ class _Builder:
             first = key_tok
             logits = self.quantity(key, value, symbols=ATTENTION_SYMBOLS)
         return Attention(doc=doc, logits=logits, span=self.span(node.children[0]))
+
+    def residual(self, node: Tree) -> Residual:
+        """`residual { branch EXPR }`: each residual branch's output multiplier, in `m` only."""
+        rest = node.children[1:]
+        doc = None
+        if rest and isinstance(rest[0], Token) and rest[0].type == "STRING":
+            doc = self.string(rest[0])
+            rest = rest[1:]
+        branch: Expr | None = None
+        first: Token | None = None
+        for item in rest:
+            key_tok, value = item.children
+            key = str(key_tok)
+            if key not in RESIDUAL_ITEMS:
+                hint = _suggest(key, RESIDUAL_ITEMS)
+                if key in ITEMS:
+                    hint = ("the residual block holds only the branch multiplier; per-layer "
+                            "quantities go in layer blocks (with `depth repeated` for the "
+                            "parameters inside the repeated blocks)")
+                raise self.error(key_tok, f"unknown quantity `{key}` in block `residual`",
+                                 hint=hint)
+            if first is not None:
+                raise self.error(key_tok, f"`{key}` is set twice in block `residual`",
+                                 hint=f"it was already set on line {first.line}; "
+                                 "keep one of the two")
+            first = key_tok
+            branch = self.quantity(key, value, symbols=DEPTH_SYMBOLS)
+        return Residual(doc=doc, branch=branch, span=self.span(node.children[0]))
 
     def role(self, name_tok: Token, role_tok: Token | None, inherits: bool) -> str | None:
         name = str(name_tok)
@@ -581,13 +665,24 @@ class _Builder:
                                     exponent=Exponent(const=Fraction(1))))
             else:  # power
                 tok, exponent = factor.children
-                powers.append(Power(symbol=self.symbol(tok, symbols),
-                                    exponent=self.exponent(exponent)))
+                symbol = self.symbol(tok, symbols)
+                exp = self.exponent(exponent)
+                if symbol in DEPTH_SYMBOLS and exp.align != 0:
+                    raise self.error(exponent, "`align` cannot appear in an exponent of `m`",
+                                     hint="depth exponents are rationals affine in `alpha`, "
+                                     "e.g. `m^(alpha - 1)`")
+                if symbol not in DEPTH_SYMBOLS and exp.alpha != 0:
+                    raise self.error(exponent, f"`alpha` cannot appear in an exponent of "
+                                     f"`{symbol}`",
+                                     hint="`alpha` is the depth exponent: use it in exponents "
+                                     "of the depth multiplier, e.g. `m^(-alpha)`")
+                powers.append(Power(symbol=symbol, exponent=exp))
         span = self.span(value)
         if keyword is not None:
             word = str(keyword)
             if word == "auto" and key not in AUTO_QUANTITIES:
-                example = "head_dim^(-1/2)" if key in ATTENTION_ITEMS else "n^(-1/2)"
+                example = ("head_dim^(-1/2)" if key in ATTENTION_ITEMS else
+                           "m^(-alpha)" if key in RESIDUAL_ITEMS else "n^(-1/2)")
                 raise self.error(
                     keyword, f"`auto` is not allowed for `{key}`",
                     hint="the theory derives only lr, eps and wd; write the "
@@ -614,10 +709,21 @@ class _Builder:
         if word == "align":
             raise self.error(tok, "`align` is a number in [1/2, 1], not a width",
                              hint="use it inside an exponent, e.g. `n^(-align)`")
+        if word == "alpha":
+            raise self.error(tok, "`alpha` is the depth exponent in [1/2, 1], not a depth",
+                             hint="use it inside an exponent of `m`, e.g. `m^(-alpha)`")
         if word in ("auto", "keep"):
             raise self.error(tok, f"`{word}` cannot be raised to a power",
                              hint=f"`{word}` stands alone, optionally times a constant")
         if word not in symbols:
+            if word in DEPTH_SYMBOLS:
+                raise self.error(tok, f"the depth multiplier `{word}` cannot appear here",
+                                 hint="`m` (depth / base_depth) belongs in layer blocks' "
+                                 "quantities and in `residual { branch m^(-alpha) }`")
+            if symbols == DEPTH_SYMBOLS:
+                raise self.error(tok, f"`{word}` cannot appear in the residual branch multiplier",
+                                 hint="the branch multiplier depends on depth only: "
+                                 "`branch m^(-alpha)`, `branch m^(-1/2)`")
             if word in ATTENTION_SYMBOLS:
                 raise self.error(tok, f"`{word}` is a symbol of the attention block only",
                                  hint="write the logit scale as `attention { logits "
@@ -647,7 +753,7 @@ class _Builder:
                 else:
                     exp = exp + self.aterm(child, sign)
                     sign = 1
-        for coef in (exp.const, exp.align):
+        for coef in (exp.const, exp.align, exp.alpha):
             if abs(coef) > MAX_EXPONENT:
                 raise self.error(
                     node, f"exponent {exp} is outside what the theory reasons about",
@@ -669,7 +775,10 @@ class _Builder:
                 raise self.error(den[0], "division by zero",
                                  hint="a fraction needs a non-zero denominator, e.g. `align/2`")
             value = sign / divisor
+        if str(name) == "alpha":
+            return Exponent(alpha=value)
         if str(name) != "align":
             raise self.error(name, f"`{name}` cannot appear in an exponent",
-                             hint="exponents are rationals, affine in `align`, e.g. `(1 - align)`")
+                             hint="exponents are rationals, affine in `align` (width) or "
+                             "`alpha` (depth), e.g. `(1 - align)`, `m^(alpha - 1)`")
         return Exponent(align=value)

@@ -12,6 +12,7 @@ from ._ir import (
     Attention,
     Block,
     Expr,
+    Residual,
     Selector,
     Spec,
     _fraction_text,
@@ -41,7 +42,7 @@ def render_number(x: Fraction) -> str:
 
 def _power(symbol: str, exponent) -> str:
     text = render_exponent(exponent)
-    if exponent.align == 0 and exponent.const.denominator == 1 and exponent.const >= 0:
+    if (exponent.align == 0 and exponent.alpha == 0 and exponent.const.denominator == 1 and exponent.const >= 0):
         return symbol if exponent.const == 1 else f"{symbol}^{text}"
     return f"{symbol}^({text})"
 
@@ -77,6 +78,8 @@ def _block(block: Block) -> list[str]:
     if block.role is not None and ROLE_BLOCKS.get(block.name) != block.role:
         lines.append(f"    role        {block.role}")
     lines += [f"    match       {_selector(s)}" for s in block.match]
+    if block.depth is not None:
+        lines.append(f"    depth       {block.depth}")
     for q in QUANTITIES:
         expr = block.quantity(q)
         if expr is not None:
@@ -95,6 +98,15 @@ def _attention(attention: Attention) -> list[str]:
     return lines
 
 
+def _residual(residual: Residual) -> list[str]:
+    doc = f" {_string(residual.doc)}" if residual.doc is not None else ""
+    lines = [f"residual{doc} {{"]
+    if residual.branch is not None:
+        lines.append(f"    {'branch':<11} {render_expr(residual.branch)}")
+    lines.append("}")
+    return lines
+
+
 def render(spec: Spec) -> str:
     """The canonical text of a spec (settings in a fixed order, four-space blocks)."""
     head = f"spec {spec.name}" + (f" {_string(spec.doc)}" if spec.doc is not None else "")
@@ -109,6 +121,10 @@ def render(spec: Spec) -> str:
         lines.append(f"alignment {_REVERSE_ALIGNMENT.get(a, _fraction_text(a))}")
     if spec.base_width is not None:
         lines.append(f"base_width {spec.base_width}")
+    if spec.base_depth is not None:
+        lines.append(f"base_depth {spec.base_depth}")
+    if spec.depth_alpha is not None:
+        lines.append(f"depth_alpha {_fraction_text(spec.depth_alpha)}")
     if spec.unstable is not None:
         lines.append(f"unstable {_string(spec.unstable)}")
     for block in spec.blocks:
@@ -117,6 +133,9 @@ def render(spec: Spec) -> str:
     if spec.attention is not None:
         lines.append("")
         lines += _attention(spec.attention)
+    if spec.residual is not None:
+        lines.append("")
+        lines += _residual(spec.residual)
     return "\n".join(lines) + "\n"
 
 

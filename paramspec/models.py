@@ -124,13 +124,20 @@ def mlp(
 
 
 class Block(eqx.Module):
-    """One pre-LN decoder block: `x + attn(LN(x))`, then `x + down(gelu(up(LN(x))))`."""
+    """One pre-LN decoder block: `x + s * attn(LN(x))`, then `x + s * down(gelu(up(LN(x))))`.
+
+    `s = branch_multiplier` (static, 1 by default) is the residual-branch multiplier
+    that `c.init`/`c.apply` set from the spec's `residual { branch ... }` block (e.g.
+    CompleteP's `m^(-1)`): any module with a `branch_multiplier` field is a residual
+    branch to paramspec (docs/language.md, "Depth").
+    """
 
     attn_norm: eqx.nn.LayerNorm
     attn: eqx.nn.MultiheadAttention
     mlp_norm: eqx.nn.LayerNorm
     up: eqx.nn.Linear
     down: eqx.nn.Linear
+    branch_multiplier: float = eqx.field(static=True, default=1.0)
 
     def __call__(
         self, x: Float[Array, "seq width"], mask: Float[Array, "seq seq"]
@@ -139,12 +146,16 @@ class Block(eqx.Module):
 
     def features(self, x: Float[Array, "seq width"], mask: Float[Array, "seq seq"]
                  ) -> dict[str, Array]:
-        """The attention and MLP branch outputs (before the residual adds) and the result."""
+        """The attention and MLP branch outputs (as added to the stream) and the result."""
         h = jax.vmap(self.attn_norm)(x)
         attn = self.attn(h, h, h, mask)
+        if self.branch_multiplier != 1.0:
+            attn = self.branch_multiplier * attn
         x = x + attn
         h = jax.vmap(self.mlp_norm)(x)
         mlp = jax.vmap(lambda v: self.down(jax.nn.gelu(self.up(v))))(h)
+        if self.branch_multiplier != 1.0:
+            mlp = self.branch_multiplier * mlp
         return {"attn": attn, "mlp": mlp, "out": x + mlp}
 
 

@@ -5,7 +5,17 @@ from fractions import Fraction
 
 from hypothesis import strategies as st
 
-from paramspec._ir import ROLE_BLOCKS, ROLES, Block, Exponent, Expr, Power, Selector, Spec
+from paramspec._ir import (
+    ROLE_BLOCKS,
+    ROLES,
+    Block,
+    Exponent,
+    Expr,
+    Power,
+    Residual,
+    Selector,
+    Spec,
+)
 
 # The slow properties fix their example counts for the `ci` profile (the whole suite in
 # under 10 minutes on 2 cores); the `thorough` profile multiplies them.
@@ -28,7 +38,15 @@ constants = st.one_of(
 )
 powers = st.lists(st.builds(Power, symbol=st.sampled_from(["n", "fan_in", "fan_out"]),
                             exponent=exponents), max_size=3, unique_by=lambda p: p.symbol)
-values = st.builds(lambda c, p: Expr(constant=c, powers=tuple(p)), constants, powers)
+# The depth multiplier m, with exponents affine in the depth exponent `alpha`.
+depth_exponents = st.builds(Exponent, const=rationals, alpha=st.sampled_from(
+    [Fraction(0), Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2)]))
+m_powers = st.lists(st.builds(Power, symbol=st.just("m"), exponent=depth_exponents), max_size=1)
+values = st.builds(lambda c, p, q: Expr(constant=c, powers=tuple(p + q)), constants, powers,
+                   m_powers)
+branches = st.builds(lambda c, q: Expr(constant=c, powers=tuple(q)), constants, m_powers)
+residuals = st.one_of(st.none(), st.builds(Residual, doc=st.one_of(st.none(), st.just("r")),
+                                           branch=st.one_of(st.none(), branches)))
 autos = st.builds(lambda c: Expr(kind="auto", constant=c), constants)
 docs = st.one_of(st.none(), st.text(
     st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=30),
@@ -55,6 +73,7 @@ def blocks(draw, name):
         eps=draw(st.one_of(st.none(), values, autos)),
         wd=draw(st.one_of(st.none(), values, autos)),
         allow=tuple(draw(st.lists(st.just("unstable_init"), max_size=1))),
+        depth=draw(st.sampled_from([None, "repeated", "fixed"])),
     )
 
 
@@ -72,6 +91,9 @@ def specs(draw):
         base_width=draw(st.one_of(st.none(), st.integers(1, 4096))),
         unstable=draw(st.sampled_from([None, "a sweep baseline", 'a "quoted"\nreason'])),
         blocks=tuple([draw(blocks(n)) for n in block_names]),
+        base_depth=draw(st.one_of(st.none(), st.integers(1, 64))),
+        depth_alpha=draw(st.sampled_from([None, Fraction(1), Fraction(1, 2), Fraction(2, 3)])),
+        residual=draw(residuals),
     )
 
 

@@ -13,9 +13,14 @@ import pytest
 
 import paramspec as ps
 from paramspec import models
-from paramspec._attention import logit_exponent, logit_theory, module_factor
+from paramspec._attention import logit_exponent, logit_theory, module_factor, needs_growth
 from paramspec._coord import coord_check, linear_loss
-from paramspec._equinox._attention import attention_growth, attention_modules
+from paramspec._equinox._attention import (
+    attention_factors,
+    attention_growth,
+    attention_modules,
+    query_factors,
+)
 from paramspec._render import render
 from tests.attention_model import batch as encoder_batch
 from tests.attention_model import encoder
@@ -118,6 +123,21 @@ def test_module_factor_is_exactly_one_where_the_scale_is_the_modules_own():
 
 # ----------------------------------------------------------------------------- backend
 
+
+@pytest.mark.parametrize("name", ps.builtin_names())
+def test_every_builtin_gives_the_standard_scale_at_the_base_width(name):
+    model = encoder(32, jax.random.key(0))  # 2 heads of 16
+    for growth in ("head_size", "heads"):
+        at_base = ps.compile(name, width=32, base_width=32)
+        assert query_factors(at_base, model, growth) == {}  # exactly the module's 1/sqrt(d)
+        assert ps.attention_scale(at_base, head_dim=16, growth=growth) == 0.25
+    wider = ps.compile(name, width=32, base_width=8)  # n = 4
+    factors = query_factors(wider, model, "head_size")
+    one_over_d = needs_growth(wider.spec.attention)
+    assert one_over_d == (name in ("mup", "mfp") or name.startswith("mup-"))  # mup-muon
+    assert factors == ({"attn.query_proj.weight": 0.5} if one_over_d else {})
+    assert query_factors(wider, model, "heads") == {}
+
 KEY = jax.random.key(0)
 TOKENS = jnp.arange(8) % 16
 
@@ -142,6 +162,10 @@ def test_mup_gives_one_over_d_when_the_head_size_grows(bias):
     s = math.sqrt(4) / d  # d^(-1/2) * (d/d_base)^(-1/2)
     f = dict(model.attn.query_proj.multipliers)
     assert f == ({"weight": 0.5, "bias": 0.5} if bias else {"weight": 0.5})
+    rows = {row["path"]: row for row in c.describe(model)}
+    assert rows["attn.query_proj.weight"]["multiplier"] == 0.5  # what the model computes with
+    assert rows["attn.key_proj.weight"]["multiplier"] == 1.0
+    assert attention_factors(c, model) == {"attn.query_proj": 0.5}  # coord_check divides
     h = jax.random.normal(KEY, (8, 32))
     out, ref = eqx.filter_jit(lambda m: (m.attn(h, h, h), _reference_logits(m, h, s)))(model)
     assert jnp.allclose(out, ref, atol=1e-5)

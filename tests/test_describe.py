@@ -2,6 +2,8 @@
 coord_check and sweep forwarding; routers and buffers; `paramspec roles`."""
 
 import json
+import re
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -14,33 +16,22 @@ import paramspec as ps
 from paramspec._cli import app
 from paramspec._equinox._describe import COLUMNS
 from paramspec._equinox._roles import RoleInferenceError
+from paramspec._usermodel import load_model
 from tests.equinox._small_models import MOE_LAYOUTS, MoE
 
 KEY = jax.random.key(0)
 
-MOE_SPEC = '''spec moe-mup
-extends mup
 
-readout {
-    init        0
-}
+def _docs_spec():
+    """The router and buffer blocks of docs/models.md, as one spec (the docs run here)."""
+    text = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+    router = next(b for b in blocks if b.startswith("spec moe-mup"))
+    buffers = next(b for b in blocks if b.startswith("buffers "))
+    return router + "\n" + buffers
 
-router "The MoE router (width -> experts): the readout's shape, its own init." {
-    role        output
-    match       path="router.weight"
-    multiplier  n^(-1/2)
-    init        n^(-1/2)
-    lr          auto
-    eps         auto
-}
 
-buffers "Fixed frequencies (RoPE's inv_freq): kept as built, never trained." {
-    role        constant
-    match       path="inv_freq"
-    init        keep
-    lr          0
-}
-'''
+MOE_SPEC = _docs_spec()
 
 
 def _train(c, model, steps=3, weight_decay=0.0):
@@ -63,7 +54,9 @@ def test_layouts_travel_with_the_model_to_optimizer_describe_and_restore(tmp_pat
     c = ps.compile("mup", width=32, base_width=16)
     model = c.init(MoE, KEY, layouts=MOE_LAYOUTS)
     # No layouts= again: the optimizer, describe and a restore read what c.init recorded.
-    trained = _train(c, model)
+    opt = c.optimizer(model, learning_rate=1e-2)
+    opt.init(eqx.filter(model, eqx.is_inexact_array))
+    trained = eqx.tree_at(lambda m: m.module.w_in, model, replace_fn=lambda w: w + 1.0)
     rows = {r["path"]: r for r in c.describe(trained)}
     assert list(c.describe(trained)[0]) == list(COLUMNS)
     assert (rows["w_in"]["role"], rows["w_in"]["fan_in"], rows["w_in"]["fan_out"]) == (
@@ -187,9 +180,10 @@ def test_cli_roles_prints_every_parameter(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["parameters"]
     c = ps.compile("mup", width=64, base_width=16)
-    expected = c.describe(c.init(lambda w, k: __import__("importlib").import_module(
-        "tests.test_describe")._make_net(model, w, k), jax.random.key(0),
-        layouts={"Net.table": ps.Layout((0,), (1,))}, roles={"head.bias": "vectors"}))
+    user = load_model(f"{model}:make")
+    expected = c.describe(c.init(user.make_model, jax.random.key(0),
+                                 layouts={"Net.table": ps.Layout((0,), (1,))},
+                                 roles={"head.bias": "vectors"}))
     assert rows == json.loads(json.dumps(expected))
     assert {r["path"]: r["block"] for r in rows} == {
         "table": "embedding", "head.weight": "readout", "head.bias": "vectors"}
@@ -197,9 +191,29 @@ def test_cli_roles_prints_every_parameter(tmp_path):
     assert table.exit_code == 0 and "head.bias" in table.stdout and "vectors" in table.stdout
     bad = runner.invoke(app, ["roles", "mup", "--model", f"{model}:nothing", "--width", "64"])
     assert bad.exit_code == 2 and "has no function 'nothing'" in bad.stderr
+    # The third-party GPT as written: its tied head is found, and the fix is named (exit 2);
+    # with a TIED companion the tie shows (a smaller GPT of the same pattern, for speed).
+    gpt = f"{Path(__file__).parent / 'usermodels' / 'gpt.py'}:make_model"
+    untied = runner.invoke(app, ["roles", "sp", "--model", gpt, "--width", "32"])
+    assert untied.exit_code == 2 and 'TIED = {"wte.weight": "readout"}' in untied.stderr
+    tied = tmp_path / "tied_gpt.py"
+    tied.write_text("from tests.equinox._small_models import TiedGPT as make_model\n"
+                    'TIED = {"wte.weight": "readout"}\n')
+    shown = runner.invoke(app, ["roles", "sp", "--model", f"{tied}:make_model", "--width",
+                                "32", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    wte = next(r for r in json.loads(shown.stdout)["parameters"] if r["path"] == "wte.weight")
+    assert wte["tied"]["block"] == "readout" and wte["block"] == "embedding"
 
 
-def _make_net(path, width, key):
-    from paramspec._usermodel import load_model
+@pytest.mark.parametrize("name", ["vit", "moe"])
+def test_the_third_party_vit_and_moe_get_an_optimizer_with_their_layouts_given_once(name):
+    import importlib
 
-    return load_model(f"{path}:make").make_model(width, key)
+    m = importlib.import_module(f"tests.usermodels.{name}")
+    c = ps.compile("mup", width=32, base_width=16)
+    model = c.init(m.make_model, KEY, layouts=m.LAYOUTS, roles=m.ROLES)
+    opt = c.optimizer(model, learning_rate=1e-3)  # no layouts= here (it used to raise)
+    opt.init(eqx.filter(model, eqx.is_inexact_array))
+    rows = c.describe(model)
+    assert {r["path"]: r["role"] for r in rows} == m.EXPECTED_ROLES

@@ -18,6 +18,7 @@ def _parse_and_compile(text):
     try:
         spec = ps.parse(text)
         ps.compile(spec, width=64)
+        ps.compile(spec, width=64, depth=3)  # the depth theory too (docs/theory.md, Depth)
     except ps.SpecError as e:
         message = str(e)
         assert message.startswith("error: ") and "Traceback" not in message
@@ -38,7 +39,8 @@ TOKENS = ["spec", "x", "hidden", "readout", "embedding", "norms", "{", "}", "\n"
           "fan_in", "fan_out", "align", "^", "(", ")", "-", "+", "*", "/", "1", "2", "0.5",
           "1e-8", "=", ",", '"d"', "#c", "extends", "mup", "optimizer", "adam", "alignment",
           "full", "none", "base_width", "vector", "unstable_init", "module=Linear",
-          "attention", "logits", "head_dim", "head_n"]
+          "attention", "logits", "head_dim", "head_n", "m", "alpha", "depth", "repeated",
+          "fixed", "residual", "branch", "base_depth", "depth_alpha"]
 
 
 @given(st.lists(st.sampled_from(TOKENS), max_size=60))
@@ -52,7 +54,8 @@ def test_token_soup_raises_only_spec_errors(tokens):
                            "NAME": st.sampled_from(["n", "x", "hidden", "lr", "auto", "align",
                                                     "role", "vector", "fan_in", "adam",
                                                     "attention", "logits", "head_dim",
-                                                    "head_n"]),
+                                                    "head_n", "m", "alpha", "residual",
+                                                    "branch", "depth", "repeated"]),
                            "NUMBER": st.sampled_from(["1", "2", "0.5", "1e-8", "10"]),
                            "COMMENT": st.just("# c")}))
 def test_grammar_generated_text_raises_only_spec_errors(text):

@@ -89,9 +89,9 @@ def test_inferred_roles_are_the_theory_roles(usermodel):
 # Fans of the parameters whose fan-in is not simply read off an eqx.nn.Linear (width 32):
 # stems and tables with a small fixed fan-in, bare arrays given a layout, stacked experts.
 FANS = {
-    "gpt": {"wte.weight": (64, 32), "wpe.weight": (16, 32),
+    "gpt": {"wte.weight": (1, 32), "wpe.weight": (1, 32),  # tables: looked up, fan-in 1
             "blocks[0].attn.c_attn.weight": (32, 96)},
-    "vit": {"cls_token": (1, 32), "positional_embedding": (17, 32),
+    "vit": {"cls_token": (1, 32), "positional_embedding": (1, 32),
             "patch_embedding.linear.weight": (12, 32)},
     "cnn": {"layers[0].weight": (16, 32 * 16), "layers[2].weight": (32 * 9, 32 * 9)},
     "llama": {"layers[0].attention.wk.weight": (32, 16),

@@ -38,7 +38,8 @@ from ._roles import LeafInfo, _cuts_below, join_path, render_path
 if TYPE_CHECKING:
     from .._compile import Compiled
 
-__all__ = ["attention_growth", "attention_modules", "scale_attention"]
+__all__ = ["attention_factors", "attention_growth", "attention_modules", "query_multipliers",
+           "scale_attention"]
 
 # The projection whose forward multiplier carries the factor, and its fields.
 _QUERY = "query_proj"
@@ -80,10 +81,18 @@ def _growth(path: str, small: Any, large: Any) -> str:
 
 
 def attention_growth(
-    make_model: Callable[[int, Any], Any], width: int, other_width: int, key: Any
+    make_model: Callable[[int, Any], Any], width: int, other_width: int, key: Any,
+    model: Any = None,
 ) -> dict[str, str]:
-    """What grows in each attention module of `make_model`: "heads" or "head_size"."""
-    small = attention_modules(eqx.filter_eval_shape(make_model, width, key))
+    """What grows in each attention module of `make_model`: "heads" or "head_size".
+
+    `model`: the model already built at `width`, if there is one (saves a trace, and
+    a model without attention needs no other).
+    """
+    small = attention_modules(
+        eqx.filter_eval_shape(make_model, width, key) if model is None else model)
+    if not small:
+        return {}
     large = attention_modules(eqx.filter_eval_shape(make_model, other_width, key))
     if [p for p, _ in small] != [p for p, _ in large]:
         raise SpecError(
@@ -134,6 +143,45 @@ def query_factors(compiled: Compiled, model: Any,
                 if getattr(proj, field, None) is not None:
                     factors[join_path(join_path(path, _QUERY), field)] = f
     return factors
+
+
+def query_multipliers(model: Any) -> dict[str, float]:
+    """The forward multiplier of every query-projection parameter as the model holds it:
+    the spec's multiplier times the attention factor (for `c.describe`)."""
+    out: dict[str, float] = {}
+    for path, module in attention_modules(model):
+        proj = module.query_proj
+        held = dict(proj.multipliers) if isinstance(proj, Multiplied) else {}
+        proj = proj.module if isinstance(proj, Multiplied) else proj
+        for field in _QUERY_FIELDS:
+            if getattr(proj, field, None) is not None:
+                out[join_path(join_path(path, _QUERY), field)] = held.get(field, 1.0)
+    return out
+
+
+def attention_factors(compiled: Compiled, model: Any) -> dict[str, float]:
+    """The factor `f` on each query projection of a built model, by the projection's
+    module path (factors of 1 left out): what it holds over what its block gives. The
+    coordinate check divides the projection's recorded output by it, so that it judges
+    the queries `q`, not `f q` (whose change scales like `f`, by design)."""
+    from ._build import _split_label, _values  # _build imports this module
+    from ._multiply import block_labels
+    from ._roles import describe_leaves
+
+    held = {p: m for p, m in query_multipliers(model).items() if p.endswith(".weight")}
+    if not held:
+        return {}
+    labels = block_labels(model)
+    infos = {info.path: info for info in describe_leaves(model) if info.path in held}
+    out: dict[str, float] = {}
+    for path, m in held.items():
+        if path not in labels or path not in infos:
+            continue
+        form, block = _split_label(labels[path])
+        own = _values(compiled, block, infos[path], form)["multiplier"]
+        if own and m != own:
+            out[path.removesuffix(".weight")] = m / own
+    return out
 
 
 def scale_attention(compiled: Compiled, model: Any, leaves: list[LeafInfo],

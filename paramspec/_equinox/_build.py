@@ -160,10 +160,10 @@ def init(
     other = other_width if other_width is not None else 2 * compiled.width
     model_key, init_key = jax.random.split(key)
     leaves = infer_leaves(make_model, compiled.width, other, key=model_key, layouts=layouts)
+    model = make_model(compiled.width, model_key)
     growth = None
     if needs_growth(compiled.spec.attention):
-        growth = attention_growth(make_model, compiled.width, other, model_key)
-    model = make_model(compiled.width, model_key)
+        growth = attention_growth(make_model, compiled.width, other, model_key, model)
     base = None
     if init_from == "model":
         base_model = model if compiled.base_width == compiled.width else _build_at_base(
@@ -251,7 +251,8 @@ def per_leaf_values(compiled: Compiled, model: Any) -> Any:
 def optimizer(compiled: Compiled, model: Any, *, learning_rate: Any, eps: float = 1e-8,
               weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,
               momentum: float | None = 0.9, atan2_a: float = 1.27, atan2_b: float = 1.0,
-              adafactor_kwargs: Mapping[str, Any] | None = None) -> Any:
+              adafactor_kwargs: Mapping[str, Any] | None = None,
+              muon_scale: str = "spectral") -> Any:
     from .._optax import build_optimizer
     from .._optax._chain import ADAFACTOR_PARAM_SCALE_FLOOR
 
@@ -261,13 +262,20 @@ def optimizer(compiled: Compiled, model: Any, *, learning_rate: Any, eps: float 
     def tree(key: str, base: float) -> Any:
         return jax.tree_util.tree_map(lambda v: base * v[key], values, is_leaf=is_values)
 
+    lr_scale, muon = tree("lr", 1.0), {}
+    if compiled.optimizer_name == "muon":  # Muon leaves: the shape factor joins the lr factor
+        from ._muon import muon_trees
+
+        dims, factors = muon_trees(compiled, model, muon_scale)
+        lr_scale = jax.tree_util.tree_map(lambda v, f: v * f, lr_scale, factors)
+        muon = {"muon_dimension_numbers": dims}
     return build_optimizer(
         compiled.optimizer_name,
         learning_rate=learning_rate,
-        lr_scale=tree("lr", 1.0),
+        lr_scale=lr_scale,
         eps=tree("eps", eps),
         weight_decay=tree("wd", weight_decay),
         b1=b1, b2=b2, momentum=momentum, atan2_a=atan2_a, atan2_b=atan2_b,
         adafactor_kwargs=adafactor_kwargs,
-        param_scale_floor=tree("floor", ADAFACTOR_PARAM_SCALE_FLOOR),
+        param_scale_floor=tree("floor", ADAFACTOR_PARAM_SCALE_FLOOR), **muon,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SpecError
+from ._attention import query_multipliers
 from ._build import _split_label, _values
 from ._multiply import block_labels, recorded_params
 from ._roles import describe_leaves
@@ -34,6 +35,7 @@ def describe(compiled: Compiled, model: Any) -> list[dict[str, Any]]:
     """
     labels = block_labels(model)
     records = recorded_params(model)
+    queries = query_multipliers(model)  # with the attention logit scale's factor
     rows = []
     for info in describe_leaves(model):
         label = labels.get(info.path)
@@ -52,7 +54,7 @@ def describe(compiled: Compiled, model: Any) -> list[dict[str, Any]]:
             "role": info.role,
             "fan_in": info.fan_in,
             "fan_out": info.fan_out,
-            "multiplier": values["multiplier"],
+            "multiplier": queries.get(info.path, values["multiplier"]),
             "init_std": values["init"],
             "lr_scale": values["lr"],
             "eps_scale": values["eps"],

@@ -36,6 +36,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import math
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -226,10 +227,13 @@ def resolve_ties(
         block = _tie_block(compiled, path, target)
         use_role = compiled.block(block).role
         transposed = {info.role, use_role} == {"input", "output"}
+        # The transposed use's fan-out is the table's row count (a lookup table reports
+        # fan-in 1, the one-hot convention, but its readout use has one output per row).
+        rows = math.prod(info.shape) // max(info.fan_out, 1)
         use = dataclasses.replace(
             info, role=use_role,  # type: ignore[arg-type]
             fan_in=info.fan_out if transposed else info.fan_in,
-            fan_out=info.fan_in if transposed else info.fan_out)
+            fan_out=rows if transposed else info.fan_out)
         theirs = value_of(block, use)
         s_e = values[path]["init"]
         m_o, s_o = theirs["multiplier"], theirs["init"]

@@ -43,47 +43,46 @@ def _atan2_sqrt(y: jax.Array, w: jax.Array) -> jax.Array:
     whole update stays one fused elementwise kernel, like Adam's:
 
     - scale `y` by `2^-k` and `w` by `2^-2k` (exact: exponent bits), `k` chosen so
-      that both land in [0, 2) and one of them in [1/2, 2) (up to [0, 4) where `k` is
-      capped, for `|y| >= 2^126`): nothing below can overflow or underflow, for every
-      pair of finite float32 inputs up to the largest, 3.4e38;
+      that both land in [0, 2) and one of them in [1/2, 2): nothing below can
+      overflow or underflow, for every finite `w` and `|y| < 2^79` (~6e23; Adam's
+      `m_hat` stays below `2^64` while `v` is finite, since `g^2` overflows at `2^64`);
     - `lo, hi = min(y^2, w), max(y^2, w)`, so `t = lo / hi = z^2` with `z` in [0, 1];
     - `atan(z) = sqrt(t) N(t) / D(t) = sqrt(lo hi) (hi^3 N) / (hi^2 (hi^2 D))`, with
       `hi^3 N` and `hi^2 D` evaluated as homogeneous polynomials in `(lo, hi)`;
     - `atan2 = atan(z)` where `|y| <= sqrt(w)`, else `pi/2 - atan(z)`; sign of `y`.
 
-    Limits, never NaN unless an input is NaN: `atan2(0, 0) = 0`; `atan2(y, inf) = 0`
-    (with the sign of `y`) for every `y`, also `y = +-inf` (IEEE would give `+-pi/4`
-    there; see `scale_by_adam_atan2` for why 0); `atan2(+-inf, sqrt(w)) = +-pi/2` for
-    finite `w`. Max abs error 3e-7 in float32 (`jnp.arctan2`: 1e-7), tested against
-    `numpy.arctan2` over inputs from 1e-30 to 3.4e38. On a 10.5M-parameter CPU
+    Limits: `atan2(0, 0) = 0`; `atan2(y, inf) = 0` (with the sign of `y`) for every `y`,
+    also `y = +-inf` (IEEE would give `+-pi/4` there; see `scale_by_adam_atan2` for why
+    0). So Adam's moments never give NaN unless a gradient is NaN. Max abs error 3e-7 in
+    float32 (`jnp.arctan2`: 1e-7), tested against `numpy.arctan2` over inputs from 1e-30
+    to 1e19 (and `w` up to 3.4e38). On a 10.5M-parameter CPU
     step Adam-atan2 costs 1.15-1.2x Adam (extra arithmetic in a compute-bound kernel),
     against ~10x with `jnp.arctan2`. On an H100 the step is memory-bound and both forms
     cost 1.00-1.03x Adam (benchmarks/optimizer_step.py, docs/performance.md).
     """
-    # Biased exponents; w >= 0 has no sign bit. k = max(e(y), ceil(e(w) / 2)) + 127,
-    # capped at 253 so that s = 2^-k stays a normal float32 (w is scaled by s twice:
-    # 2^-2k is not representable for large k); k >= 64 holds by construction.
+    # Biased exponents; w >= 0 has no sign bit. k = max(e(y), ceil(e(w) / 2)), kept
+    # <= 63 so that 2^-2k stays a normal float32: y below 2^79 is enough, as Adam's
+    # m_hat stays below 2^64 while v is finite (g^2 overflows at 2^64), and every y
+    # goes with v = inf beyond; k >= -63 holds by construction.
     e_y = (jax.lax.bitcast_convert_type(y, jnp.int32) >> 23) & 0xFF
     e_w = jax.lax.bitcast_convert_type(w, jnp.int32) >> 23
-    k = jnp.minimum(jnp.maximum(e_y, (e_w + 128) >> 1), 253)  # k + 127
-    s = jax.lax.bitcast_convert_type((254 - k) << 23, jnp.float32)  # 2^-k
-    y = y * s
-    w = w * s * s
-    # Finite inputs land in |y| < 4, w < 4 (so y^2 < 16); the min only turns y = +-inf
-    # (and nothing finite) into a finite number whose angle is +-pi/2 against finite w.
-    y2 = jnp.minimum(y * y, 16.0)
+    k = jnp.minimum(jnp.maximum(e_y, (e_w + 128) >> 1), 190)  # k + 127
+    y = y * jax.lax.bitcast_convert_type((254 - k) << 23, jnp.float32)  # y * 2^-k
+    w = w * jax.lax.bitcast_convert_type((381 - 2 * k) << 23, jnp.float32)  # w * 2^-2k
+    y2 = y * y
     big = y2 > w
     hi, lo = jnp.maximum(y2, w), jnp.minimum(y2, w)
     n0, n1, n2, n3 = _ATAN_N
     d0, d1, d2 = _ATAN_D
     num = ((n3 * lo + n2 * hi) * lo + n1 * hi * hi) * lo + n0 * hi * hi * hi  # hi^3 N(t)
     den = (d2 * lo + d1 * hi) * lo + d0 * hi * hi  # hi^2 D(t)
-    # hi is in [1/4, 16] (so hi^2 den >= 1/1024), or 0 when y = w = 0: the tiny term
+    # hi is in [1/4, 4) (so hi^2 den >= 1/1024), or 0 when y = w = 0: the tiny term
     # only turns that 0 / 0 into 0.
     angle = jnp.sqrt(lo * hi) * num / (hi * hi * den + 1e-30)  # atan(z)
     angle = jnp.where(big, math.pi / 2, 0.0) + jnp.where(big, -1.0, 1.0) * angle
-    # w = inf (an overflowed second moment): the limit atan2(y, inf) = 0 for finite y,
-    # and 0 also for y = +-inf (see `scale_by_adam_atan2`: an overflowed element stops).
+    # w = inf (an overflowed second moment): the limit atan2(y, inf) = 0 for every y,
+    # also y = +-inf (see `scale_by_adam_atan2`: an overflowed element stops). One
+    # compare and select, fused with the rest.
     angle = jnp.where(w == jnp.inf, 0.0, angle)
     return jnp.copysign(angle, y)
 
@@ -140,8 +139,9 @@ def scale_by_adam_atan2(
     IEEE's `atan2(inf, inf) = pi/4`, which would move the element by a full step in
     the same direction at every later step, however the gradient changes. So every
     update is finite and `|u_t| <= a * pi / 2` unless a gradient is NaN (NaN in, NaN
-    out, never hidden). Gradients below about 1e-19 underflow `g^2` to 0, and the
-    update is the other limit, `a * atan2(m_hat, 0) = +-a * pi / 2`. To keep spikes
+    out, never hidden). A first gradient below about 3e-18 underflows `(1 - b2) g^2`
+    to 0 (XLA:CPU flushes subnormals), and the update is the other limit,
+    `a * atan2(m_hat, 0) = +-a * pi / 2`. To keep spikes
     out of the moments, clip before this transform (`optax.clip_by_global_norm`); to
     skip steps with non-finite gradients, wrap the optimizer in
     `optax.apply_if_finite`.

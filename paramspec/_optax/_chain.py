@@ -20,6 +20,7 @@ import optax
 from .._errors import SpecError
 from ._adam_eps import scale_by_adam_per_leaf_eps, tree_mismatch
 from ._atan2 import scale_by_adam_atan2
+from ._muon import scale_by_muon_and_adam
 
 __all__ = [
     "KINDS",
@@ -29,7 +30,7 @@ __all__ = [
     "build_optimizer",
 ]
 
-KINDS = ("adam", "adam_atan2", "sgd", "adafactor")
+KINDS = ("adam", "adam_atan2", "sgd", "adafactor", "muon")
 
 # The arguments of `build_optimizer` that are per-leaf trees. Pass them as
 # `static_args` to `optax.inject_hyperparams` when they are Equinox Modules (Modules
@@ -279,6 +280,7 @@ def build_optimizer(
     atan2_b: float = 1.0,
     adafactor_kwargs: Mapping[str, Any] | None = None,
     param_scale_floor: Any = None,
+    muon_dimension_numbers: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Build the compiled optimizer: a core update, per-leaf scales, decay, learning rate.
 
@@ -306,7 +308,7 @@ def build_optimizer(
     - `"learning_rate"`: `optax.scale_by_learning_rate(learning_rate)`.
 
     Args:
-        kind: `"adam"`, `"adam_atan2"`, `"sgd"` or `"adafactor"`.
+        kind: `"adam"`, `"adam_atan2"`, `"sgd"`, `"adafactor"` or `"muon"`.
         learning_rate: a float or an Optax schedule.
         lr_scale: tree with the structure of the params: a Python float >= 0 per array
             leaf (the factor on the global learning rate), `None` where the params are
@@ -316,6 +318,10 @@ def build_optimizer(
         b1, b2: the moment decay rates of `"adam"` and `"adam_atan2"`.
         momentum: the momentum of `"sgd"` (for Adafactor use `adafactor_kwargs`).
         atan2_a, atan2_b: `a` and `b` of `scale_by_adam_atan2`.
+        muon_dimension_numbers: for `"muon"` only (required): a tree with the structure
+            of the params, an `optax.contrib.MuonDimensionNumbers` for each leaf that
+            Muon orthogonalises and `None` for Adam's (`_muon.scale_by_muon_and_adam`;
+            Muon's momentum is `b1`'s role there: Optax's 0.95, Nesterov).
         adafactor_kwargs: for `"adafactor"` only, any of `min_dim_size_to_factor`,
             `decay_rate`, `decay_offset`, `multiply_by_parameter_scale`,
             `clipping_threshold`, `momentum`, `dtype_momentum`, `factored`
@@ -416,6 +422,20 @@ def build_optimizer(
     elif kind == "sgd":
         no_momentum = momentum is None or (_is_static_number(momentum) and momentum == 0.0)
         core = optax.identity() if no_momentum else optax.trace(decay=momentum)
+    elif kind == "muon":
+        if muon_dimension_numbers is None:
+            raise OptimizerConfigError(
+                "kind='muon' needs `muon_dimension_numbers`: which leaves Muon orthogonalises.",
+                hint="use Compiled.optimizer(model), which derives it from the roles, or pass "
+                "a tree of optax.contrib.MuonDimensionNumbers (None for Adam leaves).")
+        if isinstance(eps_tree, float):  # one eps for every leaf: shape it like the params
+            if not shaped:
+                raise OptimizerConfigError(
+                    "kind='muon' needs at least one per-leaf tree (lr_scale, eps or "
+                    "weight_decay) shaped like the params.",
+                    hint="build them with `jax.tree.map(lambda p: 1.0, params)`.")
+            eps_tree = _like(eps_tree, shaped[0][1])
+        core = scale_by_muon_and_adam(muon_dimension_numbers, eps_tree, b1=b1, b2=b2)
     else:
         floor = trees.get("param_scale_floor", ADAFACTOR_PARAM_SCALE_FLOOR)
         core = _adafactor_core(eps_tree, adafactor_kwargs, floor)

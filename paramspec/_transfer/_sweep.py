@@ -296,7 +296,8 @@ class _Setup:
         from .._equinox._roles import map_parameters
 
         self.task, self.width, self.options = task, width, options
-        self.compiled = compile_spec(spec, width=width, base_width=options.base_width)
+        self.compiled = compile_spec(spec, width=width, base_width=options.base_width,
+                                     optimizer=options.optimizer)
         template = self.init(0)
         # The learning rate is applied *after* c.optimizer (built with learning_rate=1):
         # its last stage is the linear `-learning_rate * u`, so `lr * update(1)` is exactly
@@ -392,10 +393,11 @@ class _Options:
     roles: Any = None  # Mapping[str, str] | None, forwarded to `Compiled.init`
     layouts: Any = None  # Mapping[str, Layout] | None, forwarded to `Compiled.init`
     tied: Any = None  # Mapping[str, str] | None, forwarded to `Compiled.init`
+    optimizer: str | None = None  # overrides the spec's own
 
     def cache_key(self) -> tuple[Any, ...]:
         return (self.base_width, self.weight_decay, repr(self.roles), repr(self.layouts),
-                repr(self.tied))
+                repr(self.tied), self.optimizer)
 
 
 # Compiled trainers of recent (task, spec, width, engine): a resumed sweep, or a second
@@ -466,6 +468,7 @@ def sweep(
     progress: bool = True,
     on_run: Callable[[dict[str, Any]], None] | None = None,
     tied: Mapping[str, str] | None = None,
+    optimizer: str | None = None,
 ) -> SweepReport:
     """Train the grid and append each finished run's final row to `out/results.csv`.
 
@@ -489,6 +492,9 @@ def sweep(
     (default: as many as fit a quarter of the memory; see `_vectorised`), spread over
     all devices; `engine="sequential"` trains one run per call (the reference).
     Both give the same losses to float tolerance.
+
+    `optimizer` overrides the specs' own (default: each spec's, else adam); when given,
+    the `spec` column reads `name@optimizer`, so runs of two optimizers stay apart.
 
     ```python
     import tempfile
@@ -536,7 +542,11 @@ def sweep(
     extra = {"steps": steps, **({"wd": float(weight_decay)} if weight_decay else {})}
 
     def key_of(spec: str, width: int, lr: float, mult: float, seed: int) -> str:
-        return run_key(spec_label(spec, mult), label, width, lr, mult, seed, **extra)
+        return run_key(label_of(spec, mult), label, width, lr, mult, seed, **extra)
+
+    def label_of(spec: str, mult: float) -> str:
+        name = spec_label(spec, mult)
+        return name if optimizer is None else f"{name}@{optimizer}"
 
     todo = [run for run in grid if key_of(*run) not in done]
     skipped = len(grid) - len(todo)
@@ -546,16 +556,16 @@ def sweep(
     from .._compile import compile as compile_spec
 
     for spec in dict.fromkeys(s for s, *_ in todo):  # fail early on a bad spec
-        compile_spec(spec, width=max(widths), base_width=base_width)
+        compile_spec(spec, width=max(widths), base_width=base_width, optimizer=optimizer)
 
     task = resolve(batch_size)
-    options = _Options(base_width, float(weight_decay), roles, layouts, tied)
+    options = _Options(base_width, float(weight_decay), roles, layouts, tied, optimizer)
 
     def row_of(run: tuple[Any, ...], loss_value: float, wall_s: float) -> dict[str, Any]:
         spec, width, lr, mult, seed = run
         return {
             "key": key_of(*run),
-            "spec": spec_label(spec, mult),
+            "spec": label_of(spec, mult),
             "model": label,
             "width": width,
             "lr": lr,
@@ -580,7 +590,7 @@ def sweep(
         if engine == "sequential":
             for run in todo:
                 spec, width, lr, mult, seed = run
-                bar.advance(f"{spec_label(spec, mult)} w{width} lr {lr:.3g} s{seed}", 0)
+                bar.advance(f"{label_of(spec, mult)} w{width} lr {lr:.3g} s{seed}", 0)
                 bar.steps(0)
                 start = time.perf_counter()
                 trainer = _cached(task, spec, width, options, "sequential")

@@ -1,6 +1,8 @@
 """Property: the base-width principle. At `width == base_width` every built-in spec is
 `sp`'s model, initialised and trained exactly as `sp` does it, constants included: the
-same outputs at init and the same parameters after 5 steps, for every optimizer.
+same outputs at init and the same parameters after 5 steps, for adam, adam_atan2, sgd
+and adafactor, on the reference MLP, a token-embedding model and a user's CNN
+(`tests/usermodels/cnn.py`).
 
 Every width factor of a built-in is written relative to the base width (`n = 1`
 there) on top of sp's `fan_in^(-1/2)` init, so the multipliers, init stds and the
@@ -24,6 +26,7 @@ import paramspec as ps
 from paramspec import models
 
 from ..strategies import examples
+from ..usermodels import cnn
 
 pytestmark = pytest.mark.property
 
@@ -32,17 +35,16 @@ SPECS = tuple(name for name in ps.builtin_names() if name != "sp")
 
 
 class TokenModel(eqx.Module):
-    """Token embedding (fan-in 1) -> LayerNorm -> hidden -> readout, mean over tokens:
-    the transformer's roles without attention's compile time."""
+    """Token embedding (fan-in 1) -> LayerNorm -> hidden -> readout, one token per
+    example: the transformer's roles without attention's compile time."""
 
     embed: eqx.nn.Embedding
     norm: eqx.nn.LayerNorm
     hidden: eqx.nn.Linear
     readout: eqx.nn.Linear
 
-    def __call__(self, tokens):
-        h = jax.vmap(lambda t: self.hidden(self.norm(self.embed(t))))(tokens)
-        return self.readout(jax.nn.relu(h).mean(0))
+    def __call__(self, token):
+        return self.readout(jax.nn.relu(self.hidden(self.norm(self.embed(token)))))
 
 
 def token_model(width, key):
@@ -57,8 +59,22 @@ MODELS = {
     "mlp": (functools.partial(models.mlp, in_size=8, out_size=4, depth=1, use_bias=True),
             lambda key: jax.random.normal(key, (4, 8))),
     # token embedding (fan-in 1), LayerNorm gain and bias (vector)
-    "tokens": (token_model, lambda key: jax.random.randint(key, (4, 3), 0, 16)),
+    "tokens": (token_model, lambda key: jax.random.randint(key, (4,), 0, 16)),
+    # a user's model (tests/usermodels): Equinox's MNIST-style CNN, conv stem fan-in 16
+    "cnn": (cnn.make_model, lambda key: jax.random.uniform(key, (2, 1, 16, 16))),
 }
+
+
+def _loss(model, x):
+    return jnp.mean(jax.vmap(model)(x) ** 2)
+
+
+# Jitted once per model structure: the specs' models at the base width share it (their
+# labels and multipliers, static metadata, are the same), so the forward and backward
+# pass compile once per case instead of being traced eagerly for every spec. Not for
+# the CNN: its `lambda` layer is a new static object at every build (a recompile per spec).
+_JIT_GRAD = eqx.filter_jit(eqx.filter_grad(_loss))
+_EAGER_GRAD = eqx.filter_grad(_loss)
 
 
 def train(spec: str, optimizer: str, model_name: str, width: int, seed: int, steps: int = 5):
@@ -73,13 +89,9 @@ def train(spec: str, optimizer: str, model_name: str, width: int, seed: int, ste
     opt = c.optimizer(model, learning_rate=1e-2, eps=1e-3, weight_decay=0.1)
     state = opt.init(eqx.filter(model, eqx.is_inexact_array))
     x = data(jax.random.key(seed + 1))
-
-    def loss(m):
-        return jnp.mean(jax.vmap(m)(x) ** 2)
-
     out0 = np.asarray(jax.vmap(model)(x))
     for _ in range(steps):
-        grads = eqx.filter_grad(loss)(model)
+        grads = (_EAGER_GRAD if model_name == "cnn" else _JIT_GRAD)(model, x)
         updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
         model = eqx.apply_updates(model, updates)
     params = [np.asarray(p) for p in jax.tree_util.tree_leaves(
@@ -90,7 +102,7 @@ def train(spec: str, optimizer: str, model_name: str, width: int, seed: int, ste
 # Every optimizer on one model each under the ci profile (each case's cost is mostly
 # compiling its model and optimizer once); every pair under `thorough`.
 CASES = [(o, m) for o in OPTIMIZERS for m in sorted(MODELS)] if examples(1) > 1 else [
-    ("adam", "tokens"), ("adam_atan2", "mlp"), ("sgd", "tokens"), ("adafactor", "mlp")]
+    ("adam", "cnn"), ("adam_atan2", "tokens"), ("sgd", "mlp"), ("adafactor", "mlp")]
 
 
 @pytest.mark.parametrize(("optimizer", "model_name"), CASES)

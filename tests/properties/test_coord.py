@@ -165,3 +165,28 @@ def test_an_output_layer_before_the_readout_is_not_aligned():
     assert terms["router"] == (0, F(1, 2))
     assert terms["readout"] == (0,)
     assert first_step_exponents(theory, roles)["router"] == 0
+
+
+@settings(max_examples=examples(1))
+@given(
+    spec=st.one_of(st.sampled_from(("mup", "sp-global", "ntk")), stable_specs()),
+    depth=st.sampled_from([1, 2]),
+    seed=st.integers(0, 3),
+)
+def test_muon_slopes_match_the_first_step_prediction(spec, depth, seed):
+    """Muon's first step on one batch is a rank-k orthogonalised update aligned with the
+    batch (per entry n^-1, c~ = c + 1): hidden features move like n^-(a + c)."""
+    assert_slopes_match(spec, "muon", depth, seed)
+
+
+def test_muon_first_step_exponents_of_mup_and_sp_global():
+    """Under Muon mup is flat; sp-global's hidden layers are flat too (their Muon rate is
+    width-independent already), only its Adam readout grows like n (alpha = 1)."""
+    roles = {"embed": "input", "hidden[0]": "hidden", "hidden[1]": "hidden", "readout": "output"}
+
+    def r(name):
+        theory = ps.compile(name, width=8, optimizer="muon").theory
+        return tuple(first_step_exponents(theory, roles).values())
+
+    assert r("mup") == (0, 0, 0, 0)
+    assert r("sp-global") == (0, 0, 0, -1)
