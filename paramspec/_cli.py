@@ -465,7 +465,8 @@ def _coord_task(model: str) -> tuple[Any, Any, Any, dict[str, Any]]:
             return user_loss(m, *b)
     else:
         loss = _linear_output_loss  # no loss: mean(model(x) * r), r fixed
-    extra = {"layouts": user.companion("LAYOUTS"), "roles": user.companion("ROLES")}
+    extra = {"layouts": user.companion("LAYOUTS"), "roles": user.companion("ROLES"),
+             "tied": user.companion("TIED")}
     return user.make_model, batch, loss, {k: v for k, v in extra.items() if v is not None}
 
 

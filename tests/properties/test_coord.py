@@ -153,6 +153,20 @@ def test_first_step_exponents_of_mup_and_sp_global():
     assert ps.compile("sp", width=8, optimizer="adam").theory.layers["readout"].r == 0
 
 
+def test_an_output_layer_before_the_readout_is_not_aligned():
+    """A router (width -> experts, role output) is not the readout: its input moved along
+    the readout's rows, so its W dz term has omega = 1/2: muP's router has terms n^0
+    (dW z) and n^(-1/2) (W dz); the readout after it keeps omega = 1 (one term, n^0)."""
+    from paramspec._coord import first_step_terms
+
+    theory = ps.compile("mup", width=8, optimizer="adam").theory
+    roles = {"embed": "input", "router": "output", "moe": "hidden", "readout": "output"}
+    terms = first_step_terms(theory, roles)
+    assert terms["router"] == (0, F(1, 2))
+    assert terms["readout"] == (0,)
+    assert first_step_exponents(theory, roles)["router"] == 0
+
+
 @settings(max_examples=examples(1))
 @given(
     spec=st.one_of(st.sampled_from(("mup", "sp-global", "ntk")), stable_specs()),
