@@ -145,13 +145,15 @@ def test_chunk_size_is_a_multiple_of_the_devices_and_no_larger_than_needed():
     import jax
 
     from paramspec._transfer._sweep import _cached, _Options
+    from paramspec._transfer._vectorised import default_chunk_size
 
     trainer = _cached(make_task("mlp"), "mup", 8, _Options(), "vectorised")
     n = len(jax.devices())
     assert trainer.chunk_size(None, 5) == -(-5 // n) * n  # the cache budget allows 5 runs
-    if jax.devices()[0].platform == "cpu":
-        big = _cached(make_task("mlp"), "mup", 256, _Options(), "vectorised")  # 0.5 MB
-        assert big.chunk_size(None, 24) == n  # the cache cap: one run per device at a time
+    if jax.devices()[0].platform == "cpu":  # the cache cap: a width-256 MLP (0.55 MB of
+        # parameters) goes one run per device at a time, a width-32 one (11 kB) 46 at once
+        assert default_chunk_size(548_000, n) == n
+        assert default_chunk_size(11_264, n) == 46 * n
     assert trainer.chunk_size(2, 100) == -(-2 // n) * n
     if n == 1:  # 25 runs in chunks of at most 10: three chunks of 9, not 10 + 10 + 5
         assert trainer.chunk_size(10, 25) == 9
