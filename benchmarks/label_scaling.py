@@ -11,7 +11,7 @@ For 1k and 10k leaves it times, as medians over `--repeats` runs:
 
 and reports the 10k / 1k ratio of each (linear: ~10; quadratic: ~100).
 
-    /work/venv/bin/python benchmarks/label_scaling.py [--repeats 3] [--no-init]
+    python benchmarks/label_scaling.py [--repeats 3] [--no-init]
 """
 
 from __future__ import annotations

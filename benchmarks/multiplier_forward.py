@@ -14,7 +14,7 @@ batch. Timings are interleaved (plain, multiplied, by hand, plain again, plain, 
 from other processes hits all alike; the reported numbers are medians of the per-round
 ratios (target: multiplied / plain <= 1.03).
 
-    /work/venv/bin/python benchmarks/multiplier_forward.py [--width 256] [--repeats 20]
+    python benchmarks/multiplier_forward.py [--width 256] [--repeats 20]
 """
 
 from __future__ import annotations

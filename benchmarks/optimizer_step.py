@@ -12,14 +12,17 @@ donated, `block_until_ready` after every step) for
   straightforward form the kernel replaces (for reference; not a target);
 - with `--with-named-chain`, also `named_chain adamw`: optax.adamw's own three
   transforms in `optax.named_chain` (as the compiled chain is built), which isolates
-  what the named state costs per call (for reference; not a target).
+  what the named state costs per call (for reference; not a target);
+- with `--with-kernel-from FILE`, also `adam_atan2 (other kernel)`: the same chain with
+  the `_atan2_sqrt` of another copy of `_atan2.py`, to A/B a kernel change in one run
+  (e.g. `git show REV:paramspec/_optax/_atan2.py > old_atan2.py`).
 
 The three are measured interleaved, in an order rotated every round (A B C, B C A,
 C A B, ...), so drift of the machine (other jobs, frequency scaling) and position in
 the round hit all of them alike. Prints a table and one JSON line:
 
     python benchmarks/optimizer_step.py [--repeats 100] [--width 512] [--with-jnp-arctan2]
-        [--with-named-chain]
+        [--with-named-chain] [--with-kernel-from FILE]
 
 Targets: compiled adam / optax.adamw <= 1.02; atan2 / adam <= 1.10; state bytes ratio 1.
 """
@@ -27,6 +30,7 @@ Targets: compiled adam / optax.adamw <= 1.02; atan2 / adam <= 1.10; state bytes 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import time
@@ -70,20 +74,28 @@ def per_leaf_numbers(params: dict[str, jax.Array], width: int, base: int = 128):
     return lr, eps, wd
 
 
-def make_step(opt: optax.GradientTransformation, params, state, grads, *, jnp_arctan2=False):
-    """The step compiled ahead of time; `jnp_arctan2` swaps the atan2 kernel while tracing."""
+def make_step(opt: optax.GradientTransformation, params, state, grads, *, kernel=None):
+    """The step compiled ahead of time; `kernel` swaps the atan2 kernel while tracing."""
 
     def step(params, state, grads):
         updates, state = opt.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
-    kernel = _atan2._atan2_sqrt
-    if jnp_arctan2:
-        _atan2._atan2_sqrt = lambda y, w: jnp.arctan2(y, jnp.sqrt(w))
+    library_kernel = _atan2._atan2_sqrt
+    if kernel is not None:
+        _atan2._atan2_sqrt = kernel
     try:
         return jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
     finally:
-        _atan2._atan2_sqrt = kernel
+        _atan2._atan2_sqrt = library_kernel
+
+
+def load_kernel(path: str):
+    """`_atan2_sqrt` from another copy of `_atan2.py` (e.g. `git show REV:FILE > old.py`)."""
+    spec = importlib.util.spec_from_file_location("_atan2_other", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._atan2_sqrt
 
 
 def nbytes(tree) -> int:
@@ -107,6 +119,11 @@ def main() -> None:
         action="store_true",
         help="also time optax.adamw's transforms in optax.named_chain",
     )
+    parser.add_argument(
+        "--with-kernel-from",
+        metavar="FILE",
+        help="also time adam_atan2 with the _atan2_sqrt of another _atan2.py (A/B a change)",
+    )
     args = parser.parse_args()
 
     params = make_params(args.width, args.vocab, args.blocks)
@@ -124,6 +141,8 @@ def main() -> None:
     }
     if args.with_jnp_arctan2:
         optimizers["adam_atan2 (jnp.arctan2)"] = optimizers["compiled adam_atan2"]
+    if args.with_kernel_from:
+        optimizers["adam_atan2 (other kernel)"] = optimizers["compiled adam_atan2"]
     if args.with_named_chain:
         optimizers["named_chain adamw"] = optax.named_chain(
             ("core", optax.scale_by_adam(eps=1e-8)),
@@ -137,7 +156,12 @@ def main() -> None:
     for name, opt in optimizers.items():
         p = jax.tree.map(jnp.copy, params)
         state = jax.jit(opt.init)(p)
-        step = make_step(opt, p, state, grads, jnp_arctan2=name.endswith("(jnp.arctan2)"))
+        kernel = {
+            "adam_atan2 (jnp.arctan2)": lambda y, w: jnp.arctan2(y, jnp.sqrt(w)),
+            "adam_atan2 (other kernel)": args.with_kernel_from
+            and load_kernel(args.with_kernel_from),
+        }.get(name)
+        step = make_step(opt, p, state, grads, kernel=kernel)
         runs[name] = {"step": step, "params": p, "state": state}
     state_bytes = {name: nbytes(run["state"]) for name, run in runs.items()}
 
@@ -174,6 +198,10 @@ def main() -> None:
     if args.with_jnp_arctan2:
         result["ratio_jnp_arctan2_vs_compiled_adam"] = round(
             median["adam_atan2 (jnp.arctan2)"] / median["compiled adam"], 4
+        )
+    if args.with_kernel_from:
+        result["ratio_other_kernel_vs_compiled_adam"] = round(
+            median["adam_atan2 (other kernel)"] / median["compiled adam"], 4
         )
     if args.with_named_chain:
         result["ratio_named_chain_adamw_vs_optax_adamw"] = round(

@@ -1,6 +1,6 @@
 """Every performance figure of paramspec, measured in one run, as one table and JSON.
 
-    /work/venv/bin/python benchmarks/run_all.py [--quick] [--json out.json]
+    python benchmarks/run_all.py [--quick] [--json out.json]
 
 Runs the other benchmarks (each in a fresh process, as its own command line would, so
 one does not warm the next) and `label_scaling.measure` in this process, then prints:
@@ -12,7 +12,7 @@ one does not warm the next) and `label_scaling.measure` in this process, then pr
 | optimizer state bytes / optax.adamw  | optimizer_step.py         | == 1      |
 | multiplied fwd+bwd / plain           | multiplier_forward.py     | <= 1.03   |
 | same program twice (noise floor)     | multiplier_forward.py     | ~1        |
-| CLI cold start, median seconds       | cli_cold_start.py         | <= 0.3 s  |
+| CLI cold start / import of its deps  | cli_cold_start.py         | <= 2.0    |
 | label time 10k / 1k leaves           | label_scaling.py          | ~10       |
 
 `--quick` uses smaller sizes and fewer repeats (about a minute; noisier, and the label
@@ -146,11 +146,12 @@ def run(quick: bool) -> dict[str, Any]:
         ),
         ("plain again / plain (noise floor)", _ratio(mult_out, "plain again/plain"), "~1", None),
         (
-            "CLI cold start median (s)",
-            cold["compile_median_s"],
-            "<= 0.3",
-            cold["compile_median_s"] <= 0.3,
+            "CLI cold start / import pydantic+typer+lark",
+            cold["ratio_to_deps"],
+            "<= 2.0",
+            cold["ratio_to_deps"] <= 2.0,
         ),
+        ("CLI cold start median (s)", cold["compile_median_s"], "-", None),
         ("bare python start median (s)", cold["python_bare_median_s"], "-", None),
         ("import pydantic+typer+lark median (s)", cold["import_deps_median_s"], "-", None),
         (

@@ -24,6 +24,7 @@ if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("paramspec", "params
 from ._compile import Compiled as Compiled
 from ._compile import compile as compile
 from ._errors import SpecError as SpecError
+from ._errors import UnstableSpecWarning as UnstableSpecWarning
 from ._ir import Block as Block
 from ._ir import Expr as Expr
 from ._ir import Spec as Spec
@@ -61,12 +62,17 @@ _LAZY = {
     "infer_leaves": "._equinox",
     "describe_leaves": "._equinox",
     "map_parameters": "._equinox",
+    # attention logit scale (pure Python)
+    "attention_scale": "._attention",
+    "logit_theory": "._attention",
+    "LogitTheory": "._attention",
     # coordinate check (JAX)
     "coord_check": "._coord",
     "CoordCheck": "._coord",
     "linear_loss": "._coord",
     # learning-rate sweeps (JAX)
     "sweep": "._transfer._sweep",
+    "transfer_metrics": "._transfer._table",
 }
 _SUBMODULES = ("models",)
 
@@ -80,6 +86,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ._analysis import check as check
     from ._analysis import equivalent as equivalent
     from ._analysis import explain as explain
+    from ._attention import LogitTheory as LogitTheory
+    from ._attention import attention_scale as attention_scale
+    from ._attention import logit_theory as logit_theory
     from ._coord import CoordCheck as CoordCheck
     from ._coord import coord_check as coord_check
     from ._coord import linear_loss as linear_loss
@@ -97,6 +106,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ._optax import scale_by_adam_atan2 as scale_by_adam_atan2
     from ._optax import scale_by_adam_per_leaf_eps as scale_by_adam_per_leaf_eps
     from ._transfer._sweep import sweep as sweep
+    from ._transfer._table import transfer_metrics as transfer_metrics
 
 
 def __getattr__(name: str) -> Any:

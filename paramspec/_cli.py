@@ -43,6 +43,7 @@ class OptimizerName(StrEnum):
     adam_atan2 = "adam_atan2"
     sgd = "sgd"
     adafactor = "adafactor"
+    muon = "muon"
 
 
 SpecArg = Annotated[str, typer.Argument(help="A built-in spec name (see `paramspec list`) "
@@ -53,7 +54,8 @@ BaseWidthOpt = Annotated[int | None, typer.Option(
 AlignmentOpt = Annotated[str | None, typer.Option(
     "--alignment", help="full | none | a rational in [1/2, 1] (default: the spec's, else full).")]
 OptimizerOpt = Annotated[OptimizerName | None, typer.Option(
-    "--optimizer", help="adam | adam_atan2 | sgd | adafactor (default: the spec's, else adam).")]
+    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | muon (default: the spec's, "
+    "else adam).")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="table (readable) or json.")]
 
 
@@ -120,11 +122,22 @@ def compile_cmd(
     optimizer: OptimizerOpt = None,
     format: FormatOpt = Format.table,
 ) -> None:
-    """Resolve SPEC for a width: exact per-layer exponents and the numbers to use."""
-    from ._compile import compile as compile_spec
+    """Resolve SPEC for a width: exact per-layer exponents and the numbers to use.
+    Warns on stderr (exit 0) when SPEC is unstable for its optimizer and alignment."""
+    import warnings
 
-    c = compile_spec(spec, width=width, base_width=base_width, alignment=alignment,
-                     optimizer=optimizer.value if optimizer else None)
+    from ._compile import compile as compile_spec
+    from ._errors import UnstableSpecWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnstableSpecWarning)
+        c = compile_spec(spec, width=width, base_width=base_width, alignment=alignment,
+                         optimizer=optimizer.value if optimizer else None)
+    for w in caught:
+        if issubclass(w.category, UnstableSpecWarning):
+            sys.stderr.write(f"warning: {w.message}\n")
+        else:  # not ours: shown as Python would have
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     table = c.table()
     if format is Format.json:
         _json(table)
@@ -151,7 +164,7 @@ def compile_cmd(
 # ---------------------------------------------------------------------------- analysis
 
 AnyOptimizerOpt = Annotated[str | None, typer.Option(
-    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | all (default: the spec's; "
+    "--optimizer", help="adam | adam_atan2 | sgd | adafactor | muon | all (default: the spec's; "
     "every optimizer when the spec sets none).")]
 AnyAlignmentOpt = Annotated[str | None, typer.Option(
     "--alignment", help="full | none | Q | all (default: the spec's; both when it sets none).")]
@@ -334,12 +347,17 @@ class ModelName(StrEnum):
 @handle_errors
 def coord_check_cmd(
     spec: SpecArg,
-    model: Annotated[ModelName, typer.Option("--model", help="Reference model.")] = ModelName.mlp,
+    model: Annotated[str, typer.Option(
+        "--model", help="mlp | transformer (reference models) or FILE.py:FUNC, where "
+        "FUNC(width, key) builds your model and the file defines make_batch(key) -> (x, y) "
+        "and optionally loss(model, x, y), LAYOUTS, ROLES (docs/coord-check.md).")] = "mlp",
     widths: Annotated[str, typer.Option("--widths", help="Comma-separated widths.")]
     = "64,128,256,512",
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps on the batch.")] = 1,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds averaged (0..N-1).")] = 2,
-    lr: Annotated[float, typer.Option("--lr", help="Global learning rate.")] = 0.01,
+    lr: Annotated[float | None, typer.Option(
+        "--lr", help="Global learning rate (default: calibrated so that the largest "
+        "relative change is about 1%, the perturbative regime).")] = None,
     base_width: BaseWidthOpt = None,
     optimizer: OptimizerOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Directory of the PNG.")] = Path("."),
@@ -347,57 +365,103 @@ def coord_check_cmd(
 ) -> None:
     """Train a few steps on one fixed batch at several widths and compare each layer's
     activation-change slope with the theory's prediction. Writes OUT/coord-check-SPEC.png.
-    Exit 0 when every layer passes, 3 when one does not."""
-    import functools
-
-    import jax
-    import optax
-
-    from . import models
-    from ._coord import coord_check, linear_loss
+    Exit 0 when every judged layer passes, 3 when one does not (a layer that changed by
+    more than its own size is flagged, not judged)."""
+    from ._coord import coord_check
     from ._transfer._plots import plot_coord_check
 
     width_list = _ints("--widths", widths)
     if seeds < 1 or steps < 1:
         raise SpecError(f"--seeds and --steps must be >= 1; got --seeds {seeds} --steps {steps}")
-    if model is ModelName.mlp:
-        kx, ky = jax.random.split(jax.random.key(42))
-        inputs = jax.random.normal(kx, (16, 16))
-        batch = (inputs, jax.random.normal(ky, (16, 8)))
-        make = models.mlp
-
-        def loss(m, _):
-            return linear_loss(m, batch)  # width-independent output gradient, see _coord
-    else:
-        from ._transfer._data import DEFAULT_VOCAB_SIZE, batches
-
-        x, y = next(batches(42, 16, 8, num_batches=1))
-        inputs = jax.numpy.asarray(x)
-        make = functools.partial(models.transformer, vocab=DEFAULT_VOCAB_SIZE, seq_len=16,
-                                 depth=2, head_dim=16)
-
-        def loss(m, _):
-            logits = jax.vmap(m)(inputs)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
+    make, inputs, loss, extra = _coord_task(model)
     result = coord_check(spec, make, inputs, loss, widths=width_list, steps=steps,
                          seeds=tuple(range(seeds)), learning_rate=lr, base_width=base_width,
-                         optimizer=optimizer.value if optimizer else None)
+                         optimizer=optimizer.value if optimizer else None, **extra)
     name = Path(spec).stem if spec.endswith(".pspec") else spec
     png = plot_coord_check(result, out / f"coord-check-{name}.png")
     if format is Format.json:
         _json({**result.to_dict(), "plot": str(png)})
     else:
         rows = [[layer.name, layer.role, f"{layer.slope:+.3f}", f"{layer.predicted:+.3f}",
-                 f"±{layer.tolerance:g}", "pass" if layer.passed else "FAIL"]
+                 f"-{layer.tolerance[0]:.2f}/+{layer.tolerance[1]:.2f}",
+                 "-" if layer.relative is None else f"{layer.relative:.2g}",
+                 {"pass": "pass", "fail": "FAIL", "flagged": "FLAG"}[layer.verdict]]
                 for layer in result.layers]
+        notes = "".join(f"\n{layer.name}: {layer.note}" for layer in result.layers
+                        if layer.note)
+        lr_text = f"lr {result.learning_rate:.3g}" + (
+            " (perturbative)" if result.learning_rate_source == "perturbative" else "")
         _render_table(
-            f"coordinate check of {result.spec} ({result.optimizer}, {steps} step(s), lr {lr:g},"
-            f" widths {','.join(map(str, width_list))})",
-            ["layer", "role", "slope", "predicted", "tolerance", "verdict"], rows,
-            caption=f"slope of log rms(x_t - x_0) against log width; plot: {png}")
+            f"coordinate check of {result.spec} on {result.model} ({result.optimizer}, "
+            f"{steps} step(s), {lr_text}, widths {','.join(map(str, width_list))})",
+            ["layer", "role", "slope", "predicted", "band", "relative", "verdict"], rows,
+            caption=f"slope of log rms(x_t - x_0) against log width; relative: largest "
+            f"rms(x_t - x_0)/rms(x_0); FLAG: changed by more than its own size, not judged; "
+            f"plot: {png}{notes}")
     if not result.passed:
         raise typer.Exit(EXIT_NO)
+
+
+def _coord_task(model: str) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """(make_model, inputs, loss(model, inputs), extra coord_check kwargs) for --model."""
+    import jax
+
+    from . import models
+    from ._coord import linear_loss
+
+    if model == "mlp":
+        kx, ky = jax.random.split(jax.random.key(42))
+        batch = (jax.random.normal(kx, (16, 16)), jax.random.normal(ky, (16, 8)))
+        return models.mlp, batch, linear_loss, {}  # width-independent output gradient
+    if model == "transformer":
+        import optax
+
+        from ._transfer._data import DEFAULT_VOCAB_SIZE, batches
+
+        x, y = next(batches(42, 16, 8, num_batches=1))
+        make = functools.partial(models.transformer, vocab=DEFAULT_VOCAB_SIZE, seq_len=16,
+                                 depth=2, head_dim=16)
+
+        def loss(m: Any, batch: Any) -> Any:
+            logits = jax.vmap(m)(batch[0])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
+
+        return make, (jax.numpy.asarray(x), jax.numpy.asarray(y)), loss, {}
+    if ":" not in model:
+        raise SpecError(f"--model {model!r} is neither a reference model nor FILE.py:FUNC",
+                        hint="use --model mlp, --model transformer or --model FILE.py:FUNC")
+    from ._usermodel import load_model
+
+    user = load_model(model)
+    make_batch = user.companion("make_batch")
+    if not callable(make_batch):
+        raise SpecError(f"{model.rpartition(':')[0]} defines no make_batch(key)",
+                        hint="define make_batch(key) -> (x, y), one fixed batch for the check "
+                        "(docs/coord-check.md)")
+    batch = make_batch(jax.random.key(42))
+    if not isinstance(batch, tuple) or len(batch) != 2:
+        raise SpecError(f"make_batch(key) in {model.rpartition(':')[0]} returned "
+                        f"{type(batch).__name__}, not a pair (x, y)",
+                        hint="return (inputs, targets); targets may be None with no loss")
+    user_loss = user.companion("loss")
+    if callable(user_loss):
+        def loss(m: Any, b: Any) -> Any:
+            return user_loss(m, *b)
+    else:
+        loss = _linear_output_loss  # no loss: mean(model(x) * r), r fixed
+    extra = {"layouts": user.companion("LAYOUTS"), "roles": user.companion("ROLES")}
+    return user.make_model, batch, loss, {k: v for k, v in extra.items() if v is not None}
+
+
+def _linear_output_loss(model: Any, batch: Any) -> Any:
+    # Without the file's own loss: `linear_loss` against a fixed N(0, 1) target of the
+    # output's shape, so the output gradient is the same at every width.
+    import jax
+    import jax.numpy as jnp
+
+    out = jax.vmap(model)(batch[0])
+    r = jax.random.normal(jax.random.key(7), jnp.shape(out), dtype=out.dtype)
+    return jnp.mean(out * r)
 
 
 @app.command("sweep")
@@ -430,6 +494,7 @@ def sweep_cmd(
     chunk: Annotated[int | None, typer.Option(
         "--chunk", help="Runs per compiled program with --engine vectorised (default: as "
         "many as fit a quarter of the memory); lower it if memory runs out.")] = None,
+    optimizer: OptimizerOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -446,7 +511,8 @@ def sweep_cmd(
                                                                      embed_lr_mult),
                    seeds=tuple(range(seeds)), steps=steps, base_width=base_width, out=out,
                    weight_decay=weight_decay, batch_size=batch_size, engine=engine,
-                   chunk_size=chunk, progress=progress)
+                   chunk_size=chunk, progress=progress,
+                   optimizer=optimizer.value if optimizer else None)
     rows = ResultsFile(report.results).final_rows()
     try:
         summary = summarize(rows)
@@ -461,20 +527,24 @@ def sweep_cmd(
 @app.command("transfer-metrics")
 @handle_errors
 def transfer_metrics_cmd(
-    results: Annotated[Path, typer.Argument(help="A sweep's results.csv.")],
+    results: Annotated[Path, typer.Argument(
+        help="A sweep's results.csv, or any CSV / JSON Lines table with the columns spec, "
+        "width, lr, loss (seed, step optional).")],
     reference: Annotated[str | None, typer.Option(
         "--reference", help="Spec label to measure R(inf) against (default: the best).")]
     = None,
     format: FormatOpt = Format.table,
 ) -> None:
     """Learning-rate transfer metrics of a sweep: eta* per width, p, E, kappa, R(inf) and
-    the drift of the optimal learning rate in grid steps."""
-    from ._transfer import ResultsFile, summarize
+    the drift of the optimal learning rate in grid steps. Reads paramspec's results.csv or
+    any tool's CSV / JSON Lines (seeds averaged, each run's last step); never writes it."""
+    from ._transfer import transfer_metrics
 
     if not results.is_file():
         raise SpecError(f"{results} is not a file; pass the results.csv of a sweep "
-                        "(`paramspec sweep ... --out DIR` writes DIR/results.csv)")
-    summary = summarize(ResultsFile(results).final_rows(), reference=reference)
+                        "(`paramspec sweep ... --out DIR` writes DIR/results.csv) or a CSV / "
+                        "JSON Lines table with the columns spec, width, lr, loss")
+    summary = transfer_metrics(results, reference=reference)
     if format is Format.json:
         _json(summary)
         return
@@ -497,6 +567,54 @@ def transfer_metrics_cmd(
     notes = [f"{spec}: {note}" for spec, e in summary.items() for note in e["notes"]]
     for note in notes:
         _emit(note)
+
+
+# ---------------------------------------------------------------------------- roles
+
+
+@app.command("roles")
+@handle_errors
+def roles_cmd(
+    spec: SpecArg,
+    model: Annotated[str, typer.Option(
+        "--model", help="FILE.py:FUNC, where FUNC(width, key) builds the Equinox model. The "
+        "file's optional LAYOUTS, ROLES and TIED dicts are passed to c.init.")],
+    width: Annotated[int, typer.Option("--width", help="Width to build the model at.")],
+    base_width: BaseWidthOpt = None,
+    optimizer: OptimizerOpt = None,
+    format: FormatOpt = Format.table,
+) -> None:
+    """Which block, role, fans and numbers every parameter of your model gets:
+    c.describe(c.init(FUNC, key)) for the spec at --width."""
+    import jax
+
+    from . import compile as compile_spec
+    from ._usermodel import load_model
+
+    user = load_model(model)
+    c = compile_spec(spec, width=width, base_width=base_width,
+                     optimizer=optimizer.value if optimizer else None)
+    built = c.init(user.make_model, jax.random.key(0), layouts=user.companion("LAYOUTS"),
+                   roles=user.companion("ROLES"), tied=user.companion("TIED"))
+    rows = c.describe(built)
+    if format is Format.json:
+        _json({"parameters": rows})
+        return
+
+    def tie(row: dict[str, Any]) -> str:
+        t = row["tied"]
+        return "" if t is None else f"{t['block']} x{t['multiplier']:.4g}"
+
+    _render_table(
+        f"{c.spec.name} at width {c.width} (base {c.base_width}, {c.optimizer_name}): "
+        f"{model}",
+        ["path", "block", "role", "fan_in", "fan_out", "multiplier", "init std", "lr x",
+         "eps x", "wd x", "tied"],
+        [[r["path"], r["block"], r["role"] or "-", str(r["fan_in"]), str(r["fan_out"]),
+          _num(r["multiplier"]), _num(r["init_std"]), _num(r["lr_scale"]),
+          _num(r["eps_scale"]), _num(r["wd_scale"]), tie(r)] for r in rows],
+        caption="init std `keep`: the module's own values. tied: the block whose use the "
+        "parameter's direct reads are, and the factor t on the stored array there.")
 
 
 if __name__ == "__main__":  # pragma: no cover

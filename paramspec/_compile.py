@@ -22,7 +22,7 @@ from ._theory import FANS, Theory, resolve_theory
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["Compiled", "compile", "parse_alignment"]
+__all__ = ["Compiled", "compile", "compile_quiet", "parse_alignment"]
 
 QUANTITY_KEYS = {
     "multiplier": "multiplier",
@@ -75,7 +75,32 @@ def compile(  # noqa: A001 - the verb users expect: paramspec.compile
 
     Unset arguments come from the spec (`optimizer`, `alignment`, `base_width`), then
     from the defaults adam, full alignment and base width 1 (Everett's absolute form).
+
+    Warns (`paramspec.UnstableSpecWarning`) when the spec is unstable for the optimizer
+    and alignment it is compiled for, naming each unstable block and the fix, unless
+    the spec says the instability is deliberate with a top-level `unstable "reason"`.
     """
+    compiled = compile_quiet(spec, width=width, base_width=base_width, alignment=alignment,
+                             optimizer=optimizer)
+    # Free for a stable spec (the theory is already solved); the message, which needs
+    # the analysis layer, is built only for an unstable one.
+    if compiled.spec.unstable is None and not compiled.theory.stable:
+        from ._analysis._warn import warn_unstable
+
+        warn_unstable(compiled, stacklevel=2)
+    return compiled
+
+
+def compile_quiet(
+    spec: Spec | str | Path,
+    *,
+    width: int,
+    base_width: int | None = None,
+    alignment: str | float | Fraction | None = None,
+    optimizer: str | None = None,
+) -> Compiled:
+    """`compile` without the stability warning, for the analysis layer (which reports
+    instability itself) and code that compiles a spec under every optimizer."""
     if isinstance(spec, Spec):
         spec = validate(resolve(spec))
     else:
@@ -102,7 +127,7 @@ class Compiled:
     width: int
     base_width: int
     alignment: Fraction
-    optimizer_name: str  # adam | adam_atan2 | sgd | adafactor (`optimizer()` builds it)
+    optimizer_name: str  # adam | adam_atan2 | sgd | adafactor | muon (`optimizer()` builds it)
     theory: Theory = field(repr=False)
 
     @property
@@ -191,7 +216,8 @@ class Compiled:
 
     def init(self, make_model: Callable[[int, Any], Any], key: Any, *,
              other_width: int | None = None, roles: Mapping[str, str] | None = None,
-             layouts: Mapping[str, Any] | None = None, form: str = "multiplier") -> Any:
+             layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
+             init_from: str = "spec", tied: Mapping[str, str] | None = None) -> Any:
         """Build `make_model(width, key)` at this width, parameterized by the spec.
 
         Each parameter's role comes from how its shape changes between `width` and
@@ -201,26 +227,50 @@ class Compiled:
         the module's values) and the model computes with `W = multiplier * w`.
         `form="absorbed"` folds the multipliers into init, learning rate and eps instead
         (exact for sgd, adam_atan2, and adam with eps auto; an error where it is not).
+        `init_from="model"` keeps the model's own init instead: its values at the base
+        width (built there with the same key), scaled per parameter by the spec's
+        init_std(width) / init_std(base_width) (GPT-2's 0.02 stays 0.02 at the base width).
+        `tied={"wte.weight": "readout"}` declares a tied weight whose direct reads
+        (`x @ self.wte.weight.T`) are the readout's use (docs/models.md, "Tied weights").
+        Roles, blocks, explicit layouts and ties are recorded on the returned model.
         """
         from ._equinox._build import init
 
         return init(self, make_model, key, other_width=other_width, roles=roles,
-                    layouts=layouts, form=form)  # type: ignore[arg-type]
+                    layouts=layouts, form=form, init_from=init_from,  # type: ignore[arg-type]
+                    tied=tied)
 
     def apply(self, model: Any, key: Any, *, roles: Mapping[str, str] | None = None,
-              layouts: Mapping[str, Any] | None = None, form: str = "multiplier") -> Any:
+              layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
+              init_from: str = "spec", base_model: Any = None,
+              tied: Mapping[str, str] | None = None,
+              attention: Mapping[str, str] | str | None = None) -> Any:
         """`init` for a model that is already built: one width cannot tell roles, so every
         parameter must be selected by a `match` line of the spec or by `roles=`, a
         mapping from selectors (`"module=LayerNorm, field=weight"`, `"path=head.*"` or a
-        bare path glob) to a role (`"hidden"`, ...) or a block name."""
+        bare path glob) to a role (`"hidden"`, ...) or a block name. `init_from="model"`
+        keeps the model's own init as in `init`; away from the base width it needs
+        `base_model=`, the same model built at the base width. `attention`:
+        `"head_size"` or `"heads"` (or a mapping from attention-module path to either),
+        what grows with width, where the spec's logit scale depends on it."""
         from ._equinox._build import apply
 
-        return apply(self, model, key, roles=roles, layouts=layouts, form=form)  # type: ignore[arg-type]
+        return apply(self, model, key, roles=roles, layouts=layouts, form=form,  # type: ignore[arg-type]
+                     init_from=init_from, base_model=base_model, tied=tied,
+                     attention=attention)
+
+    def describe(self, model: Any) -> list[dict[str, Any]]:
+        """One row per parameter of a model built by `init`/`apply`: path, block, role,
+        fans and its numbers (multiplier, init_std, lr/eps/wd scales, tie)."""
+        from ._equinox._describe import describe
+
+        return describe(self, model)
 
     def optimizer(self, model: Any, *, learning_rate: Any, eps: float = 1e-8,
                   weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,
                   momentum: float | None = 0.9, atan2_a: float = 1.27, atan2_b: float = 1.0,
-                  adafactor_kwargs: Mapping[str, Any] | None = None) -> Any:
+                  adafactor_kwargs: Mapping[str, Any] | None = None,
+                  muon_scale: str = "spectral") -> Any:
         """The Optax optimizer for a model built by `init`/`apply`.
 
         A standard `optax.GradientTransformation` (an `optax.named_chain`: core ->
@@ -229,9 +279,14 @@ class Compiled:
         weight decay (`weight_decay` times its factor; per-step decay learning_rate *
         lr factor * wd) baked in as static floats. `learning_rate` may be a float or an
         Optax schedule. Initialise it with `eqx.filter(model, eqx.is_inexact_array)`.
+        Under `muon`, hidden matrices take `optax.contrib.scale_by_muon` times a static
+        shape factor, `muon_scale` = `"spectral"` (`sqrt(fan_out/fan_in)`), `"jordan"`
+        (Optax's default) or `"moonlight"` (AdamW-matched RMS at the base width); see
+        docs/theory.md.
         """
         from ._equinox._build import optimizer
 
         return optimizer(self, model, learning_rate=learning_rate, eps=eps,
                          weight_decay=weight_decay, b1=b1, b2=b2, momentum=momentum,
-                         atan2_a=atan2_a, atan2_b=atan2_b, adafactor_kwargs=adafactor_kwargs)
+                         atan2_a=atan2_a, atan2_b=atan2_b, adafactor_kwargs=adafactor_kwargs,
+                         muon_scale=muon_scale)

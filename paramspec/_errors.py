@@ -80,6 +80,17 @@ class SpecError(Exception):
         return "\n".join(parts)
 
 
+class UnstableSpecWarning(UserWarning):
+    """`paramspec.compile` compiled a spec that is unstable for its optimizer and alignment.
+
+    The message names each unstable block and the fix. A spec that is unstable on
+    purpose (a sweep baseline) says so with a top-level `unstable "reason"` line and
+    compiles without this warning; `warnings.filterwarnings("ignore",
+    category=paramspec.UnstableSpecWarning)` silences it for code that compiles
+    arbitrary specs.
+    """
+
+
 def listing(lines: list[str], limit: int = 10) -> str:
     """Indented lines for an error message, at most `limit` of them, then a count."""
     shown = "\n".join(f"    {line}" for line in lines[:limit])

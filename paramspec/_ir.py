@@ -28,19 +28,23 @@ __all__ = [
     "Expr",
     "Selector",
     "Block",
+    "Attention",
     "Spec",
 ]
 
 Role = Literal["input", "hidden", "output", "vector", "constant"]
-Optimizer = Literal["adam", "adam_atan2", "sgd", "adafactor"]
-Symbol = Literal["n", "fan_in", "fan_out"]
+Optimizer = Literal["adam", "adam_atan2", "sgd", "adafactor", "muon"]
+Symbol = Literal["n", "fan_in", "fan_out", "head_dim", "head_n"]
 Quantity = Literal["multiplier", "init", "lr", "eps", "wd"]
 SelectorKey = Literal["module", "field", "path"]
 Allowance = Literal["unstable_init"]
 
 ROLES: tuple[str, ...] = ("input", "hidden", "output", "vector", "constant")
-OPTIMIZERS: tuple[str, ...] = ("adam", "adam_atan2", "sgd", "adafactor")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adam_atan2", "sgd", "adafactor", "muon")
 SYMBOLS: tuple[str, ...] = ("n", "fan_in", "fan_out")
+# The symbols of the `attention` block's `logits` (and only there): the head size d and
+# the head-size multiplier d / d_base (1 where the head count grows instead).
+ATTENTION_SYMBOLS: tuple[str, ...] = ("head_dim", "head_n")
 QUANTITIES: tuple[str, ...] = ("multiplier", "init", "lr", "eps", "wd")
 ALLOWANCES: tuple[str, ...] = ("unstable_init",)
 # Block names that imply their role (DESIGN.md: "block name = role").
@@ -131,7 +135,7 @@ class Expr(_Frozen):
             merged[p.symbol] = merged.get(p.symbol, Exponent()) + p.exponent
         return tuple(
             Power(symbol=s, exponent=merged[s])  # type: ignore[arg-type]
-            for s in SYMBOLS
+            for s in (*SYMBOLS, *ATTENTION_SYMBOLS)
             if s in merged and not merged[s].is_zero
         )
 
@@ -190,6 +194,19 @@ class Block(_Frozen):
         return getattr(self, name)
 
 
+class Attention(_Frozen):
+    """The `attention` block: the scale of the attention logits, `logits = s * q.k`.
+
+    `logits` is `[constant *] head_dim^p * head_n^q` (unset: the standard
+    `head_dim^(-1/2)`). It covers no parameter; the backend applies it to every
+    attention module it recognises (docs/attention.md).
+    """
+
+    doc: str | None = None
+    logits: Expr | None = None
+    span: SpanField
+
+
 class Spec(_Frozen):
     """A parameterization: a name, settings, and layer blocks in written order."""
 
@@ -199,9 +216,20 @@ class Spec(_Frozen):
     optimizer: Optimizer | None = None
     alignment: Fraction | None = None
     base_width: int | None = Field(default=None, gt=0)
+    # `unstable "why"`: the spec is unstable for its optimizer on purpose (a sweep
+    # baseline), so `compile` does not warn. Not inherited through `extends`.
+    unstable: str | None = None
     blocks: tuple[Block, ...] = ()
+    attention: Attention | None = None
     # Where the spec was written (its `file` is the path, for `extends` and errors).
     span: SpanField
+
+    @field_validator("unstable")
+    @classmethod
+    def _reason(cls, unstable: str | None) -> str | None:
+        if unstable is not None and not unstable.strip():
+            raise ValueError("`unstable` needs a reason (why the instability is deliberate)")
+        return unstable
 
     @model_validator(mode="after")
     def _unique_blocks(self) -> Spec:

@@ -127,8 +127,11 @@ def _merge(parent: Spec, child: Spec) -> Spec:
         k: getattr(child, k) if getattr(child, k) is not None else getattr(parent, k)
         for k in ("optimizer", "alignment", "base_width")
     }
-    return Spec(name=child.name, doc=child.doc, blocks=tuple(blocks), span=child.span,
-                **settings)
+    # `unstable` is a statement about this spec, not inherited: a spec that extends a
+    # deliberately unstable baseline is checked (and warned about) on its own.
+    attention = child.attention if child.attention is not None else parent.attention
+    return Spec(name=child.name, doc=child.doc, blocks=tuple(blocks), attention=attention,
+                span=child.span, unstable=child.unstable, **settings)
 
 
 def _check_roles(spec: Spec) -> Spec:

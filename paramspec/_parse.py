@@ -23,12 +23,14 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from ._errors import Span, SpecError
 from ._ir import (
     ALLOWANCES,
+    ATTENTION_SYMBOLS,
     MAX_EXPONENT,
     OPTIMIZERS,
     QUANTITIES,
     ROLE_BLOCKS,
     ROLES,
     SYMBOLS,
+    Attention,
     Block,
     Exponent,
     Expr,
@@ -44,10 +46,13 @@ MAX_BYTES = 1 << 20  # a spec is a page of text; anything this big is a mistake
 MAX_LINE = 2000
 MAX_NUMBER_DIGITS = 40
 
-SETTINGS = ("extends", "optimizer", "alignment", "base_width")
+SETTINGS = ("extends", "optimizer", "alignment", "base_width", "unstable")
 ITEMS = (*QUANTITIES, "role", "match", "allow")
 ROLE_ALIASES = {"embedding": "input", "readout": "output"}
 SELECTOR_KEYS = ("module", "field", "path")
+# The `attention` block: its name, and its one quantity.
+ATTENTION = "attention"
+ATTENTION_ITEMS = ("logits",)
 # Which quantity accepts which keyword.
 AUTO_QUANTITIES = ("lr", "eps", "wd")
 
@@ -323,6 +328,7 @@ class _Builder:
         doc = self.string(header.children[1]) if len(header.children) > 1 else None
         settings: dict[str, Any] = {}
         blocks: list[Block] = []
+        attention: Attention | None = None
         seen_settings: dict[str, Token] = {}
         seen_blocks: dict[str, Token] = {}
         inherits = any(
@@ -334,6 +340,11 @@ class _Builder:
                 key_tok, value = node.children
                 key = str(key_tok)
                 if key not in SETTINGS:
+                    if key in (ATTENTION, *ATTENTION_ITEMS):
+                        raise self.error(
+                            key_tok, f"`{key}` is not a setting",
+                            hint="the logit scale goes in a block of its own: "
+                            "`attention { logits head_dim^(-1/2) }`")
                     if key in ITEMS:
                         raise self.error(
                             key_tok, f"`{key}` must be inside a layer block",
@@ -348,14 +359,21 @@ class _Builder:
                 seen_settings[key] = key_tok
                 settings[key] = getattr(self, f"setting_{key}")(key_tok, value)
             else:
-                block = self.block(node, inherits)
-                if block.name in seen_blocks:
-                    raise self.error(node.children[0], f"block `{block.name}` is defined twice",
+                if str(node.children[0]) == ATTENTION:
+                    block_or_attention: Block | Attention = self.attention(node)
+                else:
+                    block_or_attention = self.block(node, inherits)
+                name = str(node.children[0])
+                if name in seen_blocks:
+                    raise self.error(node.children[0], f"block `{name}` is defined twice",
                                      hint=f"it was first defined on line "
-                                     f"{seen_blocks[block.name].line}; merge the two blocks")
-                seen_blocks[block.name] = node.children[0]
-                blocks.append(block)
-        return Spec(name=str(name_tok), doc=doc, blocks=tuple(blocks),
+                                     f"{seen_blocks[name].line}; merge the two blocks")
+                seen_blocks[name] = node.children[0]
+                if isinstance(block_or_attention, Attention):
+                    attention = block_or_attention
+                else:
+                    blocks.append(block_or_attention)
+        return Spec(name=str(name_tok), doc=doc, blocks=tuple(blocks), attention=attention,
                     span=self.span(name_tok), **settings)
 
     # -- settings
@@ -408,6 +426,15 @@ class _Builder:
         raise self.error(value, "base_width must be a positive whole number",
                          hint="e.g. `base_width 256`: the width at which the constants were tuned")
 
+    def setting_unstable(self, key: Token, value: Tree) -> str:
+        if value.data == "string":
+            reason = self.string(value.children[0])
+            if reason.strip():
+                return reason
+        raise self.error(value, "`unstable` takes the reason in quotes",
+                         hint='e.g. `unstable "a sweep baseline: the learning rate is re-tuned '
+                         'at every width"`')
+
     # -- blocks
 
     def block(self, node: Tree, inherits: bool) -> Block:
@@ -427,6 +454,10 @@ class _Builder:
             key_tok, value = item.children
             key = str(key_tok)
             if key not in ITEMS:
+                if key in ATTENTION_ITEMS:
+                    raise self.error(key_tok, f"`{key}` belongs in the `attention` block",
+                                     hint="write it in a block of its own: "
+                                     f"`attention {{ {key} head_dim^(-1/2) }}`")
                 if key in SETTINGS:
                     raise self.error(key_tok, f"`{key}` is a setting of the whole spec",
                                      hint="move it out of the block, above the blocks")
@@ -452,6 +483,34 @@ class _Builder:
         role = self.role(name_tok, role_tok, inherits)
         return Block(name=name, role=role, doc=doc, match=tuple(matches), allow=tuple(allow),
                      span=self.span(name_tok), **fields)
+
+    def attention(self, node: Tree) -> Attention:
+        """`attention { logits EXPR }`: the logit scale, in head_dim and head_n only."""
+        rest = node.children[1:]
+        doc = None
+        if rest and isinstance(rest[0], Token) and rest[0].type == "STRING":
+            doc = self.string(rest[0])
+            rest = rest[1:]
+        logits: Expr | None = None
+        first: Token | None = None
+        for item in rest:
+            key_tok, value = item.children
+            key = str(key_tok)
+            if key not in ATTENTION_ITEMS:
+                hint = _suggest(key, ATTENTION_ITEMS)
+                if key in ITEMS:
+                    hint = ("the attention block holds only the logit scale; to set the "
+                            "queries' init or learning rate, add a layer block with "
+                            '`match path="*query_proj.weight"`')
+                raise self.error(key_tok, f"unknown quantity `{key}` in block `attention`",
+                                 hint=hint)
+            if first is not None:
+                raise self.error(key_tok, f"`{key}` is set twice in block `attention`",
+                                 hint=f"it was already set on line {first.line}; "
+                                 "keep one of the two")
+            first = key_tok
+            logits = self.quantity(key, value, symbols=ATTENTION_SYMBOLS)
+        return Attention(doc=doc, logits=logits, span=self.span(node.children[0]))
 
     def role(self, name_tok: Token, role_tok: Token | None, inherits: bool) -> str | None:
         name = str(name_tok)
@@ -497,7 +556,8 @@ class _Builder:
 
     # -- expressions
 
-    def quantity(self, key: str, value: Tree) -> Expr:
+    def quantity(self, key: str, value: Tree,
+                 symbols: tuple[str, ...] = SYMBOLS) -> Expr:
         if value.data != "expr":
             raise self.error(value, f"`{key}` takes an expression, not a string or selectors",
                              hint=f"e.g. `{key} n^(-1/2)` or `{key} 2 * fan_in^(-1/2)`")
@@ -517,18 +577,21 @@ class _Builder:
                                          hint=f"write `{word}` once, e.g. `lr 0.5 * auto`")
                     keyword = tok
                     continue
-                powers.append(Power(symbol=self.symbol(tok), exponent=Exponent(const=Fraction(1))))
+                powers.append(Power(symbol=self.symbol(tok, symbols),
+                                    exponent=Exponent(const=Fraction(1))))
             else:  # power
                 tok, exponent = factor.children
-                powers.append(Power(symbol=self.symbol(tok), exponent=self.exponent(exponent)))
+                powers.append(Power(symbol=self.symbol(tok, symbols),
+                                    exponent=self.exponent(exponent)))
         span = self.span(value)
         if keyword is not None:
             word = str(keyword)
             if word == "auto" and key not in AUTO_QUANTITIES:
+                example = "head_dim^(-1/2)" if key in ATTENTION_ITEMS else "n^(-1/2)"
                 raise self.error(
                     keyword, f"`auto` is not allowed for `{key}`",
                     hint="the theory derives only lr, eps and wd; write the "
-                    f"{key} explicitly, e.g. `{key} n^(-1/2)`")
+                    f"{key} explicitly, e.g. `{key} {example}`")
             if word == "keep" and key != "init":
                 raise self.error(keyword, f"`keep` is only allowed for `init`, not `{key}`",
                                  hint="`init keep` keeps a module's own initial values")
@@ -546,7 +609,7 @@ class _Builder:
                              hint=f"write e.g. `{key} 1` or `{key} 0.5 * n^(-1/2)`")
         return Expr(constant=constant, powers=tuple(powers), span=span)
 
-    def symbol(self, tok: Token) -> str:
+    def symbol(self, tok: Token, symbols: tuple[str, ...] = SYMBOLS) -> str:
         word = str(tok)
         if word == "align":
             raise self.error(tok, "`align` is a number in [1/2, 1], not a width",
@@ -554,8 +617,18 @@ class _Builder:
         if word in ("auto", "keep"):
             raise self.error(tok, f"`{word}` cannot be raised to a power",
                              hint=f"`{word}` stands alone, optionally times a constant")
-        if word not in SYMBOLS:
-            raise self.error(tok, f"unknown symbol `{word}`", hint=_suggest(word, SYMBOLS))
+        if word not in symbols:
+            if word in ATTENTION_SYMBOLS:
+                raise self.error(tok, f"`{word}` is a symbol of the attention block only",
+                                 hint="write the logit scale as `attention { logits "
+                                 "head_dim^(-1/2) * head_n^(-1/2) }`")
+            if word in SYMBOLS:
+                raise self.error(
+                    tok, f"`{word}` cannot appear in the attention logit scale",
+                    hint="the scale depends on the head size only: `head_dim` (d) and "
+                    "`head_n` (d / d_base, 1 where the head count grows), e.g. "
+                    "`logits head_dim^(-1/2) * head_n^(-1/2)`")
+            raise self.error(tok, f"unknown symbol `{word}`", hint=_suggest(word, symbols))
         return word
 
     def exponent(self, node: Tree) -> Exponent:

@@ -9,6 +9,7 @@ from fractions import Fraction
 from ._ir import (
     QUANTITIES,
     ROLE_BLOCKS,
+    Attention,
     Block,
     Expr,
     Selector,
@@ -85,6 +86,15 @@ def _block(block: Block) -> list[str]:
     return lines
 
 
+def _attention(attention: Attention) -> list[str]:
+    doc = f" {_string(attention.doc)}" if attention.doc is not None else ""
+    lines = [f"attention{doc} {{"]
+    if attention.logits is not None:
+        lines.append(f"    {'logits':<11} {render_expr(attention.logits)}")
+    lines.append("}")
+    return lines
+
+
 def render(spec: Spec) -> str:
     """The canonical text of a spec (settings in a fixed order, four-space blocks)."""
     head = f"spec {spec.name}" + (f" {_string(spec.doc)}" if spec.doc is not None else "")
@@ -99,9 +109,14 @@ def render(spec: Spec) -> str:
         lines.append(f"alignment {_REVERSE_ALIGNMENT.get(a, _fraction_text(a))}")
     if spec.base_width is not None:
         lines.append(f"base_width {spec.base_width}")
+    if spec.unstable is not None:
+        lines.append(f"unstable {_string(spec.unstable)}")
     for block in spec.blocks:
         lines.append("")
         lines += _block(block)
+    if spec.attention is not None:
+        lines.append("")
+        lines += _attention(spec.attention)
     return "\n".join(lines) + "\n"
 
 

@@ -93,21 +93,28 @@ def assign_blocks(
     assignment: dict[str, str] = {}
     uncovered: list[str] = []
     doubly: list[str] = []
+
+    def covering(leaf: LeafLike, target: str | None) -> list[Block]:
+        """The blocks that cover `leaf` when a roles= entry names `target` (or none)."""
+        if target is not None and target in names:
+            return [b for b in blocks if b.name == target]
+        role = ROLE_ALIASES.get(target, target) if target is not None else leaf.role
+        chosen = [b for b in matched if any(selects(s, leaf) for s in b.match)]
+        return chosen or by_role.get(role or "", [])
+
     for leaf in leaves:
         hits = [o for o in overrides if selects(o.selector, leaf)]
         if len(hits) > 1:
-            doubly.append(f"{leaf.path}: roles= entries " + ", ".join(repr(h.text) for h in hits))
-            continue
+            # Entries that agree (they lead to the same one block) are not a conflict.
+            outcomes = {tuple(b.name for b in covering(leaf, h.target)) for h in hits}
+            if len(outcomes) > 1 or len(next(iter(outcomes))) != 1:
+                doubly.append(f"{leaf.path}: roles= entries "
+                              + ", ".join(f"{h.text!r} -> {h.target!r}" for h in hits))
+                continue
         role = leaf.role
         if hits:
-            target = hits[0].target
-            if target in names:
-                assignment[leaf.path] = target
-                continue
-            role = ROLE_ALIASES.get(target, target)
-        chosen = [b for b in matched if any(selects(s, leaf) for s in b.match)]
-        if not chosen:
-            chosen = by_role.get(role or "", [])
+            role = ROLE_ALIASES.get(hits[0].target, hits[0].target)
+        chosen = covering(leaf, hits[0].target if hits else None)
         if len(chosen) == 1:
             assignment[leaf.path] = chosen[0].name
         elif not chosen:

@@ -29,6 +29,7 @@ from fractions import Fraction
 
 from ._errors import SpecError
 from ._ir import Block, Expr, Spec
+from ._muon_rule import MUON
 
 __all__ = [
     "FANS",
@@ -52,7 +53,7 @@ FANS: dict[str, tuple[bool, bool]] = {
     "constant": (False, False),
 }
 INPUT_LIKE = ("input", "vector")
-OPTIMIZERS_WITH_EPS = ("adam", "adafactor")
+OPTIMIZERS_WITH_EPS = ("adam", "adafactor", "muon")
 
 
 def power(expr: Expr | None, role: str, alignment: Fraction) -> Fraction:
@@ -191,6 +192,9 @@ def resolve_theory(spec: Spec, optimizer: str, alignment: Fraction) -> Theory:
             if layer.name not in auto_lr:
                 continue
             lower = _adam_lower(layer, alpha, k)
+            if MUON.applies(optimizer, layer.role):
+                layer.steps[-1:] = [MUON.lr_words(layer.a, k)]
+                lower = MUON.entry_step(lower, ZERO) - alpha  # alpha - a + k -> k - a
             if optimizer == "adafactor":
                 layer.steps.append(f"Adafactor scales the update by the parameter's RMS "
                                    f"(n^-b, b = {_q(layer.b)}), so c = {_q(lower)} - b")
@@ -213,7 +217,11 @@ def resolve_theory(spec: Spec, optimizer: str, alignment: Fraction) -> Theory:
     for block in spec.blocks:
         layer = layers[block.name]
         if block.eps is not None and block.eps.kind == "auto":
-            if optimizer in OPTIMIZERS_WITH_EPS:
+            if MUON.applies(optimizer, layer.role):
+                layer.e = MUON.eps_exponent(layer.g)
+                layer.steps.append(f"eps auto: Muon's eps tracks ||G||_F ~ n^-(g-1), "
+                                   f"e = g - 1 = {_q(layer.e)}")
+            elif optimizer in OPTIMIZERS_WITH_EPS:
                 layer.e = layer.g
                 layer.steps.append(f"eps auto: eps tracks the gradient, e = g = {_q(layer.g)}")
             else:
@@ -263,13 +271,16 @@ def _adam_lower(layer: LayerTheory, alpha: Fraction, k: Fraction) -> Fraction:
     return ZERO
 
 
-def entry_step(layer: LayerTheory, optimizer: str) -> Fraction:
+def entry_step(layer: LayerTheory, optimizer: str, alignment: Fraction = Fraction(1)) -> Fraction:
     """The per-entry update exponent of the stored weight ("c~" of §4): n^(-c~).
 
     Adam and Adam-atan2 normalise the gradient (c~ = c); Adafactor also scales by the
     parameter's RMS (c~ = b + c); SGD multiplies the gradient (c~ = c + g, and for the
-    readout, whose gradient exponent is a, c~ = c + a).
+    readout, whose gradient exponent is a, c~ = c + a); Muon's orthogonalised hidden
+    update has c~ = c + alignment (paramspec._muon_rule), its other blocks Adam's.
     """
+    if MUON.applies(optimizer, layer.role):
+        return MUON.entry_step(layer.c, alignment)
     if optimizer == "sgd":
         return layer.c + (layer.a if layer.role == "output" else layer.g)
     if optimizer == "adafactor":
@@ -304,7 +315,7 @@ def _update_exponents(spec: Spec, layers: dict[str, LayerTheory], optimizer: str
     for block in spec.blocks:  # hidden blocks form one chain, in written order
         layer = layers[block.name]
         if layer.role == "hidden":
-            x = layer.a + entry_step(layer, optimizer)
+            x = layer.a + entry_step(layer, optimizer, alpha)
             layer.r = min(x - alpha, x + r_prev - u, HALF + r_prev - omega)
             hidden.append(layer.r)
             r_prev = min(r_prev, layer.r)

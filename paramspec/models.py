@@ -199,6 +199,7 @@ def transformer(
     depth: int = 2,
     head_dim: int = 16,
     ffn_ratio: int = 4,
+    num_heads: int | None = None,
 ) -> Transformer:
     """The decoder-only transformer of Everett et al., small.
 
@@ -215,6 +216,9 @@ def transformer(
     - `depth`: number of blocks.
     - `head_dim`: size of one attention head (fixed).
     - `ffn_ratio`: feed-forward expansion.
+    - `num_heads`: give it to fix the head count instead: the head size is then
+        `width // num_heads` and grows with width (`head_dim` is ignored). A spec's
+        `attention` block scales the logits right in either case (docs/attention.md).
 
     Call it on an int array of token ids of shape `(seq,)`, `seq <= seq_len`; it
     returns logits of shape `(seq, vocab)`. `jax.vmap` it for a batch.
@@ -232,6 +236,15 @@ def transformer(
     _check_positive(
         width=width, vocab=vocab, seq_len=seq_len, head_dim=head_dim, ffn_ratio=ffn_ratio
     )
+    if num_heads is not None:
+        _check_positive(num_heads=num_heads)
+        if width % num_heads:
+            raise ModelConfigError(
+                f"the transformer's width must be a multiple of num_heads={num_heads}, "
+                f"got width={width}",
+                hint="use a width that the head count divides, or change num_heads",
+            )
+        head_dim = width // num_heads
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
         raise ModelConfigError(
             f"`depth` must be a non-negative integer, got {depth!r}", hint="pass e.g. depth=2"

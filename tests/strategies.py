@@ -70,6 +70,7 @@ def specs(draw):
         optimizer=draw(st.sampled_from([None, "adam", "adam_atan2", "sgd", "adafactor"])),
         alignment=draw(st.sampled_from([None, Fraction(1), Fraction(1, 2), Fraction(3, 4)])),
         base_width=draw(st.one_of(st.none(), st.integers(1, 4096))),
+        unstable=draw(st.sampled_from([None, "a sweep baseline", 'a "quoted"\nreason'])),
         blocks=tuple([draw(blocks(n)) for n in block_names]),
     )
 

@@ -33,13 +33,17 @@ def test_coord_check_json_exit_code_and_plot(tmp_path):
     data = json.loads(result.stdout)
     assert data["spec"] == "mup" and data["optimizer"] == "adam"
     assert set(data["layers"]) == {"embed", "hidden[0]", "hidden[1]", "readout"}
+    assert data["learning_rate_source"] == "perturbative" and data["model"] == "MLP"
     for layer in data["layers"].values():
         assert layer["widths"] == [16, 32, 64] and len(layer["delta_rms"]) == 3
-        assert layer["passed"] == (
-            abs(layer["slope"] - layer["predicted"]) <= layer["tolerance"] + 1e-4
-        )
+        below, above = layer["tolerance"]
+        inside = -below - 1e-4 <= layer["slope"] - layer["predicted"] <= above + 1e-4
+        flagged = layer["relative"] is not None and layer["relative"] > 1
+        assert layer["verdict"] == ("flagged" if flagged else "pass" if inside else "fail")
+        assert layer["passed"] == (layer["verdict"] == "pass")
     assert result.exit_code == (0 if data["passed"] else 3)
-    assert data["passed"] == all(layer["passed"] for layer in data["layers"].values())
+    verdicts = [layer["verdict"] for layer in data["layers"].values()]
+    assert data["passed"] == ("fail" not in verdicts and "pass" in verdicts)
     png = tmp_path / "coord-check-mup.png"
     assert data["plot"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

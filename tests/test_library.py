@@ -81,8 +81,8 @@ def test_extending_cannot_change_a_role(tmp_path):
 
 
 def test_allow_unstable_init_waives_the_check():
-    text = "spec u\nhidden {\n    init 1\n    allow unstable_init\n}\n"
-    c = ps.compile(ps.parse(text), width=64)
+    text = "spec u\nhidden {\n    init 1\n    lr auto\n    allow unstable_init\n}\n"
+    c = ps.compile(ps.parse(text), width=64)  # deliberate: no UnstableSpecWarning either
     assert not c.theory.stable_init
 
 

@@ -74,3 +74,22 @@ def test_roles_override_by_role_and_by_block():
 def test_bad_overrides(roles, match):
     with pytest.raises(ps.SpecError, match=match):
         assign_blocks(ps.load("mup").blocks, [Leaf("w", None, None, None)], roles=roles)
+
+
+def test_agreeing_roles_entries_are_not_a_conflict():
+    # Two selectors that both reach `head.weight` and name the same block (directly, or
+    # through the role whose one block it is) agree: no error.
+    s = ps.load("mup")
+    leaves = [Leaf("head.weight", "Linear", "weight", None), Leaf("w", None, None, None)]
+    roles = {"head.*": "readout", "module=Linear": "output", "w": "hidden"}
+    assert assign_blocks(s.blocks, leaves, roles=roles) == {"head.weight": "readout",
+                                                            "w": "hidden"}
+
+
+def test_disagreeing_roles_entries_list_the_path_and_the_entries():
+    s = ps.load("mup")
+    leaves = [Leaf("head.weight", "Linear", "weight", None)]
+    with pytest.raises(ps.SpecError, match="more than one rule") as e:
+        assign_blocks(s.blocks, leaves, roles={"head.*": "readout", "module=Linear": "hidden"})
+    assert "head.weight: roles= entries 'head.*' -> 'readout', 'module=Linear' -> 'hidden'" in str(
+        e.value)

@@ -6,6 +6,7 @@ each of their parameters as `reference/theory.md` §1 says (`EXPECTED_ROLES`, wr
 hand in each model file).
 """
 
+import functools
 import importlib
 import math
 
@@ -37,25 +38,34 @@ def test_convention(usermodel):
     assert usermodel.ROLES is None or isinstance(usermodel.ROLES, dict)
 
 
+@functools.cache
+def _built(name):
+    """`(model, loss, grads)` at WIDTHS[0] on `make_batch(key(1))`: one jitted program
+    that builds the model and differentiates its loss (compiling is most of the cost,
+    so every test shares it)."""
+    m = _load(name)
+    x, y = m.make_batch(jax.random.key(1))
+
+    @eqx.filter_jit
+    def run(key):
+        model = m.make_model(WIDTHS[0], key)
+        return model, *eqx.filter_value_and_grad(m.loss)(model, x, y)
+
+    return run(jax.random.key(0))
+
+
 def test_builds_trains_and_shapes_do_not_depend_on_width(usermodel):
     x, y = usermodel.make_batch(jax.random.key(1))
     assert x.shape[0] == y.shape[0] == 8
     k = usermodel.NUM_CLASSES
 
-    # Shapes at both widths (traced only); values at the first (one jitted program that
-    # builds the model and takes its loss and gradient: compiling is most of the cost).
-    def forward(width, key):
+    def forward(width, key):  # traced only: shapes, no compile
         return usermodel.make_model(width, key)(x[0])
 
     shapes = {eqx.filter_eval_shape(forward, w, jax.random.key(0)).shape for w in WIDTHS}
     assert shapes == {y.shape[1:] + (k,)}
 
-    @eqx.filter_jit
-    def value_and_grad(key):
-        model = usermodel.make_model(WIDTHS[0], key)
-        return eqx.filter_value_and_grad(usermodel.loss)(model, x, y)
-
-    value, grads = value_and_grad(jax.random.key(0))
+    _, value, grads = _built(usermodel.__name__.rpartition(".")[2])
     assert value.shape == ()
     # At init every model's logits have rms <= ~0.6 (a head after a norm with
     # Equinox's uniform(+-1/sqrt(fan_in)) init, or GPT-2's 0.02 tied head), so the
@@ -79,9 +89,9 @@ def test_inferred_roles_are_the_theory_roles(usermodel):
 # Fans of the parameters whose fan-in is not simply read off an eqx.nn.Linear (width 32):
 # stems and tables with a small fixed fan-in, bare arrays given a layout, stacked experts.
 FANS = {
-    "gpt": {"wte.weight": (64, 32), "wpe.weight": (16, 32),
+    "gpt": {"wte.weight": (1, 32), "wpe.weight": (1, 32),  # tables: looked up, fan-in 1
             "blocks[0].attn.c_attn.weight": (32, 96)},
-    "vit": {"cls_token": (1, 32), "positional_embedding": (17, 32),
+    "vit": {"cls_token": (1, 32), "positional_embedding": (1, 32),
             "patch_embedding.linear.weight": (12, 32)},
     "cnn": {"layers[0].weight": (16, 32 * 16), "layers[2].weight": (32 * 9, 32 * 9)},
     "llama": {"layers[0].attention.wk.weight": (32, 16),
@@ -110,34 +120,27 @@ def test_bare_arrays_need_their_layouts():
 def test_gpt_has_gpt2_init_and_a_tied_head():
     from tests.usermodels import gpt
 
-    model = eqx.filter_jit(gpt.make_model)(128, jax.random.key(0))
+    model, _, grads = _built("gpt")
     std = lambda a: float(jnp.std(a))  # noqa: E731
     for w in (model.wte.weight, model.wpe.weight, model.blocks[0].attn.c_attn.weight,
               model.blocks[1].mlp.c_fc.weight):
-        assert std(w) == pytest.approx(0.02, rel=0.05)
-    residual = 0.02 / math.sqrt(2 * gpt.N_LAYER)
+        assert std(w) == pytest.approx(0.02, rel=0.1)
+    residual = 0.02 / math.sqrt(2 * gpt.N_LAYER)  # 0.01: twice off from 0.02
     for b in model.blocks:
-        assert std(b.attn.c_proj.weight) == pytest.approx(residual, rel=0.05)
-        assert std(b.mlp.c_proj.weight) == pytest.approx(residual, rel=0.05)
+        assert std(b.attn.c_proj.weight) == pytest.approx(residual, rel=0.1)
+        assert std(b.mlp.c_proj.weight) == pytest.approx(residual, rel=0.1)
         assert not any(float(jnp.abs(lin.bias).max()) for lin in
                        (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj))
-    # tied: changing wte changes the logits even for an input that does not use the row
+    # tied: a token the batch never uses is looked up nowhere, so its row of wte has a
+    # gradient only through the lm_head use (an untied model's would be exactly 0)
     x, _ = gpt.make_batch(jax.random.key(1))
-    unused = int(jnp.setdiff1d(jnp.arange(gpt.NUM_CLASSES), x[0], size=1)[0])
-    bumped = eqx.tree_at(lambda m: m.wte.weight, model, model.wte.weight.at[unused].add(1.0))
-    forward = eqx.filter_jit(lambda m, tokens: m(tokens))
-    before, after = forward(model, x[0]), forward(bumped, x[0])
-    assert float(jnp.abs(after[:, unused] - before[:, unused]).min()) > 0
-    others = jnp.delete(after - before, unused, axis=1)
-    assert float(jnp.abs(others).max()) == 0
+    unused = jnp.setdiff1d(jnp.arange(gpt.NUM_CLASSES), x.ravel())
+    assert unused.size > 0
+    assert bool(jnp.all(jnp.any(grads.wte.weight[unused] != 0, axis=1)))
 
 
 def test_llama_rope_buffer_gets_no_gradient():
-    from tests.usermodels import llama
-
-    model = llama.make_model(32, jax.random.key(0))
-    x, y = llama.make_batch(jax.random.key(1))
-    grads = eqx.filter_jit(jax.grad(llama.loss))(model, x, y)
+    _, _, grads = _built("llama")
     for layer in grads.layers:
         assert not bool(jnp.any(layer.attention.rotary_emb.inv_freq))
         assert bool(jnp.any(layer.attention.wq.weight))

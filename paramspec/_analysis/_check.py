@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from .._compile import Compiled, parse_alignment
-from .._compile import compile as compile_spec
+from .._compile import compile_quiet as compile_spec
 from .._errors import SpecError
 from .._ir import OPTIMIZERS, Expr, Spec
 from .._library import load, resolve, validate
+from .._muon_rule import MUON
 from .._theory import (
     INPUT_LIKE,
     LayerTheory,
@@ -61,7 +62,7 @@ __all__ = [
 FULL = Fraction(1)
 NONE = Fraction(1, 2)
 HALF = Fraction(1, 2)
-OPTIMIZERS_WITH_EPS = ("adam", "adafactor")
+OPTIMIZERS_WITH_EPS = ("adam", "adafactor", "muon")
 
 # The nominal gradient model of the epsilon-underflow warning (module docstring).
 DEFAULT_EPS = 1e-8  # Adam's usual epsilon (optax, PyTorch)
@@ -130,9 +131,12 @@ class UpdateTerms:
         return min(values) if values else None
 
 
-def _step(layer: LayerTheory, optimizer: str) -> tuple[Fraction, str]:
+def _step(layer: LayerTheory, optimizer: str, alignment: Fraction) -> tuple[Fraction, str]:
     """The theory's per-entry update exponent, with the words that explain it."""
-    if optimizer == "sgd":
+    if MUON.applies(optimizer, layer.role):
+        words = ("c + alignment (Muon: an orthogonalised update, ||dW||_* ~ lr; per entry "
+                 "n^-1 for a low-rank aligned step, n^-1/2 for a full-rank one)")
+    elif optimizer == "sgd":
         if layer.role == "output":
             words = "c + a (SGD: lr times the readout's gradient, g = a)"
         else:
@@ -141,7 +145,7 @@ def _step(layer: LayerTheory, optimizer: str) -> tuple[Fraction, str]:
         words = "b + c (Adafactor: normalised step times RMS(w) ~ n^-b)"
     else:
         words = f"c ({optimizer} normalises the gradient: each entry moves ~ lr)"
-    return entry_step(layer, optimizer), words
+    return entry_step(layer, optimizer, alignment), words
 
 
 def update_terms(spec: Spec, theory: Theory) -> dict[str, UpdateTerms | None]:
@@ -158,7 +162,7 @@ def update_terms(spec: Spec, theory: Theory) -> dict[str, UpdateTerms | None]:
     for block in spec.blocks:
         layer = theory.layers[block.name]
         if layer.role in INPUT_LIKE:
-            step, formula = _step(layer, theory.optimizer)
+            step, formula = _step(layer, theory.optimizer, theory.alignment)
             term = Term("dW z", "a + c~ (the fan-in does not grow: no sum)", layer.a + step, False)
             out[block.name] = UpdateTerms(step, formula, None, (term,))
             chain.append(term.value)
@@ -167,7 +171,7 @@ def update_terms(spec: Spec, theory: Theory) -> dict[str, UpdateTerms | None]:
         layer = theory.layers[block.name]
         if layer.role != "hidden":
             continue
-        step, formula = _step(layer, theory.optimizer)
+        step, formula = _step(layer, theory.optimizer, theory.alignment)
         x = layer.a + step
         terms = (
             Term("dW z", "a + c~ - alpha", x - alpha, False),
@@ -180,7 +184,7 @@ def update_terms(spec: Spec, theory: Theory) -> dict[str, UpdateTerms | None]:
         layer = theory.layers[block.name]
         if layer.role != "output":
             continue
-        step, formula = _step(layer, theory.optimizer)
+        step, formula = _step(layer, theory.optimizer, theory.alignment)
         x = layer.a + step
         terms = [
             Term("dW z", "a + c~ - alpha", x - alpha, False),
@@ -440,9 +444,14 @@ def _eps_check(
     assert scale is not None
     width = compiled.width
     eps_w = eps * scale
-    sqrt_v = grad_scale * (width / grad_width) ** float(-layer.g)
+    g = layer.g
+    sqrt_v = grad_scale * (width / grad_width) ** float(-g)
+    if MUON.applies(compiled.optimizer_name, layer.role):
+        # Muon's eps guards ||G||_F, about width * (RMS entry) for a hidden matrix
+        g = MUON.eps_exponent(layer.g)
+        sqrt_v *= width
     underflow = eps_w >= ratio * sqrt_v
-    grows = layer.g - layer.e
+    grows = g - layer.e
     crossing = None
     if grows > 0 and eps_w > 0:
         # eps/sqrt(v) ~ width^(g - e): it reaches `ratio` at this width.
@@ -451,7 +460,7 @@ def _eps_check(
     if not underflow and crossing is None:
         return None
     return EpsUnderflow(
-        layer.name, layer.g, layer.e, width, eps_w, sqrt_v, ratio, underflow, crossing
+        layer.name, g, layer.e, width, eps_w, sqrt_v, ratio, underflow, crossing
     )
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from .._compile import Compiled, parse_alignment
-from .._compile import compile as compile_spec
+from .._compile import compile_quiet as compile_spec
 from .._errors import SpecError
 from .._ir import OPTIMIZERS, Spec
 from .._theory import LayerTheory
@@ -66,9 +66,11 @@ __all__ = [
 ]
 
 # c' = c - SHIFT_C[optimizer] * theta (module docstring).
-SHIFT_C: dict[str, int] = {"sgd": 2, "adam": 1, "adam_atan2": 1, "adafactor": 0}
+SHIFT_C: dict[str, int] = {"sgd": 2, "adam": 1, "adam_atan2": 1, "adafactor": 0, "muon": 1}
 # Optimizers whose epsilon must move with the gradient: e' = e + theta.
-EPS_MOVES = ("adam", "adafactor")
+# Muon: its Adam leaves as Adam; its orthogonalised update is invariant to the gradient's
+# scale once its eps (the guard of ||m||_F + eps) scales with it (docs/theory.md).
+EPS_MOVES = ("adam", "adafactor", "muon")
 DEFAULT_WIDTH = 1024
 
 

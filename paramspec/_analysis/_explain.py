@@ -11,8 +11,9 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from .._compile import compile as compile_spec
+from .._compile import compile_quiet as compile_spec
 from .._ir import Expr, Spec
+from .._muon_rule import MUON
 from .._render import render_expr
 from .._theory import (
     INPUT_LIKE,
@@ -223,6 +224,10 @@ def explain(
     eps_auto = block.eps is not None and block.eps.kind == "auto"
     if opt in ("sgd", "adam_atan2"):
         say(f"   {opt} has no epsilon: e = {t.e} is unused.")
+    elif MUON.applies(opt, t.role):
+        say(f"   Muon's eps guards m / (||m||_F + eps); ||G||_F ~ n^-(g-1) = "
+            f"{npow(MUON.eps_exponent(t.g))}; e = {t.e}"
+            + (" (auto: e = g - 1, eps tracks the norm)." if eps_auto else "."))
     elif eps_auto:
         say(
             f"   eps is `auto`: e = g = {t.e}, so eps shrinks with the gradient and "

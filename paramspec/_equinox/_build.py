@@ -11,16 +11,21 @@ follows without being told again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import jax
 
+from .._attention import needs_growth
 from .._errors import SpecError
 from .._select import assign_blocks
+from ._attention import attention_growth, scale_attention
 from ._multiply import block_labels, multiply
+from ._own_init import check_init_from, rescale_own_init
 from ._reinit import reinit
-from ._roles import LeafInfo, describe_leaves, infer_leaves, map_parameters
+from ._roles import LeafInfo, ParamRecord, describe_leaves, infer_leaves, map_parameters
+from ._ties import check_reads, resolve_ties
 
 if TYPE_CHECKING:
     from .._compile import Compiled
@@ -54,6 +59,16 @@ def _check_form(form: str) -> None:
         )
 
 
+def _floor(compiled: Compiled, block: str, fans: dict[str, Any], form: Form) -> float:
+    """Factor on Adafactor's parameter-scale floor: it scales like the stored weight's
+    init std, n^(-b) (1 at the base width), times |m| where the multiplier is folded in,
+    so `max(RMS(w), floor)` keeps the width exponent (and folding stays exact)."""
+    factor = compiled.n ** -float(compiled.theory.layers[block].b)
+    if form == "absorbed":
+        factor *= abs(compiled.value(block, "multiplier", **fans) or 1.0)
+    return factor
+
+
 def _values(compiled: Compiled, block: str, info: LeafInfo, form: Form) -> dict[str, Any]:
     fans = {"fan_in": info.fan_in, "fan_out": info.fan_out}
     if form == "absorbed":
@@ -66,8 +81,10 @@ def _values(compiled: Compiled, block: str, info: LeafInfo, form: Form) -> dict[
             "lr": folded.lr_scale,
             "eps": folded.eps_scale,
             "wd": folded.wd_scale,
+            "floor": _floor(compiled, block, fans, form),
         }
-    return {q: compiled.value(block, q, **fans) for q in ("multiplier", "init", "lr", "eps", "wd")}
+    values = {q: compiled.value(block, q, **fans) for q in ("multiplier", "init", "lr", "eps", "wd")}
+    return {**values, "floor": _floor(compiled, block, fans, form)}
 
 
 def _parameterize(
@@ -77,17 +94,47 @@ def _parameterize(
     leaves: list[LeafInfo],
     roles: Mapping[str, str] | None,
     form: Form,
+    base: tuple[Any, list[LeafInfo]] | None = None,
+    tied: Mapping[str, str] | None = None,
+    growth: Mapping[str, str] | str | None = None,
 ) -> Any:
     blocks = assign_blocks(compiled.blocks, leaves, roles)
     values = {info.path: _values(compiled, blocks[info.path], info, form) for info in leaves}
-    model = reinit(model, key, lambda info: values[info.path]["init"], leaves=leaves)
+    ties = resolve_ties(compiled, leaves, blocks, values, tied,
+                        lambda block, info: _values(compiled, block, info, form))
+    check_reads(model, leaves, blocks, {b.name: b.role for b in compiled.blocks}, ties)
+    if base is None:
+        model = reinit(model, key, lambda info: values[info.path]["init"], leaves=leaves)
+    else:  # init_from="model": the model's own init at the base width, scaled from there
+        base_model, base_leaves = base
+        at_base = dataclasses.replace(compiled, width=compiled.base_width)
+        base_infos = {info.path: info for info in base_leaves}
+
+        def ratio(info: LeafInfo) -> float | None:
+            std = values[info.path]["init"]
+            if std is None or std == 0.0 or info.path not in base_infos:
+                return std  # keep / zeros / (missing: rescale_own_init says so)
+            std_base = _values(at_base, blocks[info.path], base_infos[info.path], form)["init"]
+            if not std_base:
+                raise SpecError(
+                    f"init_from='model': the init std of {info.path} is 0 at the base width "
+                    f"but {std:g} at width {compiled.width}, so there is no own scale to keep",
+                    hint="use init_from='spec' for this spec")
+            return std / std_base
+
+        model = rescale_own_init(model, base_model, ratio, leaves=leaves)
     label = _ABSORBED if form == "absorbed" else ""
-    return multiply(
+    # Everything learned here travels with the model (static metadata on the wrappers):
+    # block (label), role, explicit layout and tie, for c.optimizer, describe and restores.
+    model = multiply(
         model,
         lambda info: values[info.path]["multiplier"],
         leaves=leaves,
         label_for=lambda info: label + blocks[info.path],
+        record_for=lambda info: ParamRecord(info.role, info.layout, ties.get(info.path)),
     )
+    # the spec's attention logit scale, on the query projections (see _attention.py)
+    return scale_attention(compiled, model, leaves, growth)
 
 
 def init(
@@ -99,8 +146,11 @@ def init(
     roles: Mapping[str, str] | None = None,
     layouts: Mapping[str, Layout] | None = None,
     form: Form = "multiplier",
+    init_from: str = "spec",
+    tied: Mapping[str, str] | None = None,
 ) -> Any:
     _check_form(form)
+    check_init_from(init_from)
     if not callable(make_model):
         raise SpecError(
             f"make_model must be callable as make_model(width, key), got "
@@ -110,8 +160,30 @@ def init(
     other = other_width if other_width is not None else 2 * compiled.width
     model_key, init_key = jax.random.split(key)
     leaves = infer_leaves(make_model, compiled.width, other, key=model_key, layouts=layouts)
+    growth = None
+    if needs_growth(compiled.spec.attention):
+        growth = attention_growth(make_model, compiled.width, other, model_key)
     model = make_model(compiled.width, model_key)
-    return _parameterize(compiled, model, init_key, leaves, roles, form)
+    base = None
+    if init_from == "model":
+        base_model = model if compiled.base_width == compiled.width else _build_at_base(
+            make_model, compiled.base_width, model_key)
+        base = (base_model, describe_leaves(base_model, layouts=layouts))
+    return _parameterize(compiled, model, init_key, leaves, roles, form, base, tied, growth)
+
+
+def _build_at_base(make_model: Callable[[int, Any], Any], base_width: int, key: Any) -> Any:
+    # init_from="model" needs the model's own init at the base width: built there with
+    # the same key, so at width == base_width the model is exactly its own.
+    try:
+        return make_model(base_width, key)
+    except Exception as e:  # the user's constructor: say which width it was asked for
+        raise SpecError(
+            f"init_from='model' builds the model at the base width {base_width}, and "
+            f"make_model({base_width}, key) failed: {type(e).__name__}: {e}",
+            hint="set the base width at which the model's own init was tuned "
+            "(ps.compile(..., base_width=B), or `base_width B` in the spec)",
+        ) from e
 
 
 def apply(
@@ -122,15 +194,34 @@ def apply(
     roles: Mapping[str, str] | None = None,
     layouts: Mapping[str, Layout] | None = None,
     form: Form = "multiplier",
+    init_from: str = "spec",
+    base_model: Any = None,
+    tied: Mapping[str, str] | None = None,
+    attention: Mapping[str, str] | str | None = None,
 ) -> Any:
     _check_form(form)
+    check_init_from(init_from)
     leaves = describe_leaves(model, layouts=layouts)
-    return _parameterize(compiled, model, key, leaves, roles, form)
+    base = None
+    if init_from == "model":
+        if base_model is None and compiled.width != compiled.base_width:
+            raise SpecError(
+                f"init_from='model' at width {compiled.width} needs the model's own init at "
+                f"the base width {compiled.base_width}",
+                hint="pass base_model= (the same model built at the base width), or use "
+                "c.init(make_model, key, init_from='model'), which builds it")
+        base_model = model if base_model is None else base_model
+        base = (base_model, describe_leaves(base_model, layouts=layouts))
+    elif base_model is not None:
+        raise SpecError("base_model= is only used with init_from='model'",
+                        hint="add init_from='model', or leave base_model out")
+    return _parameterize(compiled, model, key, leaves, roles, form, base, tied, attention)
 
 
 def per_leaf_values(compiled: Compiled, model: Any) -> Any:
     """A tree shaped like `model`: at each parameter, its resolved numbers (a dict of
-    multiplier, init, lr, eps, wd), from the blocks recorded by `init`/`apply`."""
+    multiplier, init, lr, eps, wd, and floor: the factor on Adafactor's parameter-scale
+    floor), from the blocks recorded by `init`/`apply`."""
     labels = block_labels(model)
     infos = describe_leaves(model)
     missing = [info.path for info in infos if info.path not in labels]
@@ -160,8 +251,10 @@ def per_leaf_values(compiled: Compiled, model: Any) -> Any:
 def optimizer(compiled: Compiled, model: Any, *, learning_rate: Any, eps: float = 1e-8,
               weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,
               momentum: float | None = 0.9, atan2_a: float = 1.27, atan2_b: float = 1.0,
-              adafactor_kwargs: Mapping[str, Any] | None = None) -> Any:
+              adafactor_kwargs: Mapping[str, Any] | None = None,
+              muon_scale: str = "spectral") -> Any:
     from .._optax import build_optimizer
+    from .._optax._chain import ADAFACTOR_PARAM_SCALE_FLOOR
 
     values = per_leaf_values(compiled, model)
     is_values = lambda x: isinstance(x, dict)  # noqa: E731 - a leaf predicate
@@ -169,12 +262,20 @@ def optimizer(compiled: Compiled, model: Any, *, learning_rate: Any, eps: float 
     def tree(key: str, base: float) -> Any:
         return jax.tree_util.tree_map(lambda v: base * v[key], values, is_leaf=is_values)
 
+    lr_scale, muon = tree("lr", 1.0), {}
+    if compiled.optimizer_name == "muon":  # Muon leaves: the shape factor joins the lr factor
+        from ._muon import muon_trees
+
+        dims, factors = muon_trees(compiled, model, muon_scale)
+        lr_scale = jax.tree_util.tree_map(lambda v, f: v * f, lr_scale, factors)
+        muon = {"muon_dimension_numbers": dims}
     return build_optimizer(
         compiled.optimizer_name,
         learning_rate=learning_rate,
-        lr_scale=tree("lr", 1.0),
+        lr_scale=lr_scale,
         eps=tree("eps", eps),
         weight_decay=tree("wd", weight_decay),
         b1=b1, b2=b2, momentum=momentum, atan2_a=atan2_a, atan2_b=atan2_b,
         adafactor_kwargs=adafactor_kwargs,
+        param_scale_floor=tree("floor", ADAFACTOR_PARAM_SCALE_FLOOR), **muon,
     )

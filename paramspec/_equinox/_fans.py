@@ -41,6 +41,9 @@ class Layout:
         kernel axes of a convolution).
     - `ndim`: number of trailing axes the layout describes; leading axes beyond it are
         stacked copies. `None` means the whole leaf.
+    - `lookup`: the fan-in axes are *indexed*, not summed over (a table read with a
+        one-hot input, as `eqx.nn.Embedding`): each output is a single entry, so the
+        fan-in is 1. The axes still mark the parameter as input-like for role inference.
 
     For example a plain `(in, out)` matrix used as `x @ w` is
     `Layout(fan_in=(0,), fan_out=(1,))`, and `eqx.nn.Linear.weight` is
@@ -50,6 +53,7 @@ class Layout:
     fan_in: tuple[int, ...] = ()
     fan_out: tuple[int, ...] = ()
     ndim: int | None = None
+    lookup: bool = False
 
     def core_start(self, leaf_ndim: int) -> int:
         """Index of the first core axis of a leaf with `leaf_ndim` axes."""
@@ -77,7 +81,7 @@ class Layout:
 def fans(shape: tuple[int, ...], layout: Layout) -> tuple[int, int]:
     """`(fan_in, fan_out)` of a leaf of this shape under `layout`."""
     ndim = len(shape)
-    fan_in = math.prod(shape[a] for a in layout.fan_in_axes(ndim))
+    fan_in = 1 if layout.lookup else math.prod(shape[a] for a in layout.fan_in_axes(ndim))
     fan_out = math.prod(shape[a] for a in layout.fan_out_axes(ndim))
     return fan_in, fan_out
 
@@ -92,9 +96,10 @@ def _vector(module: object, ndim: int) -> Layout:
 
 
 def _embedding(module: object, ndim: int) -> Layout:
-    # (num_embeddings, embedding_size): one row per token. fan-in is the vocabulary
-    # (fixed), fan-out the embedding size (grows).
-    return Layout(fan_in=(0,), fan_out=(1,), ndim=2)
+    # (num_embeddings, embedding_size): one row per token. A lookup is a one-hot input
+    # times this matrix: each output sums a single term, so the fan-in is 1 (and
+    # `init fan_in^(-1/2)` gives the usual std 1); fan-out is the embedding size (grows).
+    return Layout(fan_in=(0,), fan_out=(1,), ndim=2, lookup=True)
 
 
 def _conv_weight(module: object, ndim: int) -> Layout:

@@ -28,11 +28,13 @@ Why this design:
   A labelled parameter's module is wrapped even when its multiplier is 1.
 
 What it cannot do by itself: a parent that reads a child's array directly
-(`self.embed.weight.T @ x`, tied weights) instead of calling the child. Reading a scaled
-field through the wrapper raises an error that names the two explicit routes:
-`unwrap(child).weight` (the stored `w`, to scale by hand with the multiplier you want)
-and `scaled(child).weight` (`m * w`). Other attributes (`in_features`, `num_heads`,
-methods) are forwarded, methods to the scaled module.
+(`self.embed.weight.T @ x`, tied weights) instead of calling the child. On a bare
+`multiply`-ed model, reading a scaled field through the wrapper raises an error that
+names the explicit routes: `unwrap(child).weight` (the stored `w`, to scale by hand)
+and `scaled(child).weight` (`m * w`). On a model built by `c.init`/`c.apply` (which
+records a `ParamRecord` per parameter and scans the model's source for tied reads,
+`_ties.py`) a direct read gives `m * w`, or `t * w` for a declared tie. Other attributes
+(`in_features`, `num_heads`, methods) are forwarded, methods to the scaled module.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import jax
 from .._errors import SpecError
 from ._roles import (
     LeafInfo,
+    ParamRecord,
     _cuts_below,
     _is_param,
     describe_leaves,
@@ -61,6 +64,7 @@ __all__ = [
     "MultiplierError",
     "ScaledFieldAccessError",
     "multiply",
+    "recorded_params",
     "scaled",
     "unwrap",
 ]
@@ -81,7 +85,9 @@ _ACCESS_MESSAGE = """\
 is ambiguous. Say which array you mean:
     paramspec.unwrap(module).{name}   # the stored (trained) array w
     paramspec.scaled(module).{name}   # the effective array multiplier * w
-For a tied weight used with another multiplier, scale the stored array yourself, e.g.
+For a tied weight (an embedding read as the readout), build the model with
+    c.init(make_model, key, tied={{"embed.weight": "readout"}})
+and direct reads give the readout's use; or scale the stored array yourself, e.g.
     logits = x @ (readout_multiplier * paramspec.unwrap(self.embed).weight).T
 (or call the module instead of reading its arrays)."""
 
@@ -124,6 +130,13 @@ class Multiplied(eqx.Module):
     - `labels`: optional static labels per parameter (same relative paths), e.g. the
         name of the spec block that parameterized it; read back with `block_labels`.
         A parameter may have a label and multiplier 1.
+    - `records`: optional `ParamRecord`s per parameter (same relative paths): what
+        `c.init` learned (role, explicit layout, tie); read back with `recorded_params`.
+
+    Reading a scaled field directly (`wrapper.weight`) is an error, except for a
+    parameter with a record (a model built by `c.init`/`c.apply`): then it gives the
+    parameter's own effective array `multiplier * w` (a position table read as
+    `self.pos.weight[:T]`), or, for a declared tie, `factor * w`, the other use's.
 
     Calling it calls `module` with the scaled parameters. `scaled()` returns that
     scaled module; `.module` the stored one.
@@ -144,12 +157,14 @@ class Multiplied(eqx.Module):
     module: Any
     multipliers: tuple[tuple[str, float], ...] = eqx.field(static=True)
     labels: tuple[tuple[str, str], ...] = eqx.field(static=True)
+    records: tuple[tuple[str, ParamRecord], ...] = eqx.field(static=True)
 
     def __init__(
         self,
         module: Any,
         multipliers: Mapping[str, float],
         labels: Mapping[str, str] | None = None,
+        records: Mapping[str, ParamRecord] | None = None,
     ):
         if isinstance(module, Multiplied):
             raise MultiplierError(
@@ -163,8 +178,9 @@ class Multiplied(eqx.Module):
                 hint="wrap the module that owns the parameters",
             )
         labels = {} if labels is None else labels
+        records = {} if records is None else records
         owned = _owned_params(module)
-        unknown = sorted((set(multipliers) | set(labels)) - set(owned))
+        unknown = sorted((set(multipliers) | set(labels) | set(records)) - set(owned))
         if unknown:
             raise MultiplierError(
                 f"{type(module).__name__} has no parameter(s) {', '.join(unknown)}",
@@ -175,6 +191,7 @@ class Multiplied(eqx.Module):
             sorted((path, _check_multiplier(path, m)) for path, m in multipliers.items())
         )
         self.labels = tuple(sorted((path, str(label)) for path, label in labels.items()))
+        self.records = tuple(sorted(records.items()))
 
     def scaled(self) -> Any:
         """The wrapped module with every scaled parameter replaced by `multiplier * w`."""
@@ -195,9 +212,18 @@ class Multiplied(eqx.Module):
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails, i.e. for the wrapped module's attributes.
-        if name.startswith("__") or name in ("module", "multipliers", "labels"):
+        if name.startswith("__") or name in ("module", "multipliers", "labels", "records"):
             raise AttributeError(name)
         module = self.module
+        record = dict(self.records).get(name)
+        if record is not None:
+            # Built by c.init: a direct read is the parameter's own use (W = m * w), or
+            # for a declared tie the other block's use (factor * w); c.init scanned the
+            # model's source for undeclared tied reads (`_ties.py`).
+            factor = record.tie[1] if record.tie is not None else dict(self.multipliers).get(
+                name, 1.0)
+            value = getattr(module, name)
+            return value if factor == 1.0 else factor * value
         for path, m in self.multipliers:
             if path == name or path.startswith((f"{name}[", f"{name}.")):
                 raise ScaledFieldAccessError(
@@ -220,8 +246,10 @@ def _merge(old: Mapping[str, float], new: Mapping[str, float]) -> dict[str, floa
 class _Plan:
     # What `multiply` applies: multipliers and labels by (global) path, and the paths
     # it met, to report the ones that are not parameters of the model.
-    def __init__(self, mult: Mapping[str, float], labels: Mapping[str, str]):
+    def __init__(self, mult: Mapping[str, float], labels: Mapping[str, str],
+                 records: Mapping[str, ParamRecord] | None = None):
         self.mult, self.labels, self.used = mult, labels, set()
+        self.records = {} if records is None else records
 
 
 def _rebuild(node: Any, path: str, plan: _Plan) -> Any:
@@ -232,12 +260,15 @@ def _rebuild(node: Any, path: str, plan: _Plan) -> Any:
     """
     old_mult: dict[str, float] = {}
     old_labels: dict[str, str] = {}
+    old_records: dict[str, ParamRecord] = {}
     if isinstance(node, Multiplied):
         old_mult, old_labels = dict(node.multipliers), dict(node.labels)
+        old_records = dict(node.records)
         node = node.module
     leaves, treedef = jax.tree_util.tree_flatten_with_path(node, is_leaf=_cuts_below(node))
     own_mult: dict[str, float] = {}
     own_labels: dict[str, str] = {}
+    own_records: dict[str, ParamRecord] = {}
     children = []
     for keys, item in leaves:
         child_path = render_path(path, keys)
@@ -252,10 +283,14 @@ def _rebuild(node: Any, path: str, plan: _Plan) -> Any:
         if child_path in plan.labels:
             plan.used.add(child_path)
             own_labels[rel] = plan.labels[child_path]
+        if child_path in plan.records:
+            plan.used.add(child_path)
+            own_records[rel] = plan.records[child_path]
     node = jax.tree_util.tree_unflatten(treedef, children)
     mult = _merge(old_mult, own_mult)
     labels = {**old_labels, **own_labels}  # a new label replaces an old one
-    if not mult and not labels:
+    records = {**old_records, **own_records}
+    if not mult and not labels and not records:
         return node
     if not isinstance(node, eqx.Module):
         raise MultiplierError(
@@ -263,7 +298,7 @@ def _rebuild(node: Any, path: str, plan: _Plan) -> Any:
             "there is nothing to call with the scaled values",
             hint="keep parameters inside an equinox Module",
         )
-    return Multiplied(node, mult, labels)
+    return Multiplied(node, mult, labels, records)
 
 
 def multiply(
@@ -272,6 +307,7 @@ def multiply(
     *,
     leaves: list[LeafInfo] | None = None,
     label_for: Callable[[LeafInfo], str | None] | None = None,
+    record_for: Callable[[LeafInfo], ParamRecord | None] | None = None,
 ) -> _M:
     """Return `model` computing with `W = multiplier * w` for every parameter.
 
@@ -284,6 +320,8 @@ def multiply(
         which knows the roles); by default `describe_leaves(model)` (roles unset).
     - `label_for`: optionally a static label per parameter (e.g. its spec block),
         recorded in the wrappers and read back with `block_labels`; `None` for none.
+    - `record_for`: optionally a `ParamRecord` per parameter (read back with
+        `recorded_params`).
 
     Pure: `model` is not modified. Modules whose parameters all have multiplier 1 and
     no label are not wrapped, so an all-ones multiplier gives back a plain model.
@@ -291,6 +329,7 @@ def multiply(
     infos = describe_leaves(model) if leaves is None else leaves
     mult: dict[str, float] = {}
     labels: dict[str, str] = {}
+    records: dict[str, ParamRecord] = {}
     for info in infos:
         m = multiplier_for(info)
         if m is not None:
@@ -298,9 +337,12 @@ def multiply(
         label = None if label_for is None else label_for(info)
         if label is not None:
             labels[info.path] = str(label)
-    plan = _Plan(mult, labels)
+        record = None if record_for is None else record_for(info)
+        if record is not None:
+            records[info.path] = record
+    plan = _Plan(mult, labels, records)
     out = _rebuild(model, "", plan)
-    unused = [path for path in {**mult, **labels} if path not in plan.used]
+    unused = [path for path in {**mult, **labels, **records} if path not in plan.used]
     if unused:
         raise MultiplierError(
             f"multipliers or labels given for {len(unused)} path(s) that are not parameters of "
@@ -312,12 +354,21 @@ def multiply(
 
 def block_labels(model: Any) -> dict[str, str]:
     """The labels recorded by `multiply(..., label_for=...)`, by parameter path."""
-    out: dict[str, str] = {}
+    return _collect(model, "labels")
+
+
+def recorded_params(model: Any) -> dict[str, ParamRecord]:
+    """The `ParamRecord`s recorded by `multiply(..., record_for=...)`, by parameter path."""
+    return _collect(model, "records")
+
+
+def _collect(model: Any, field: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
 
     def visit(node: Any, path: str) -> None:
         if isinstance(node, Multiplied):
-            for rel, label in node.labels:
-                out[join_path(path, rel)] = label
+            for rel, value in getattr(node, field):
+                out[join_path(path, rel)] = value
             node = node.module
         items = jax.tree_util.tree_flatten_with_path(node, is_leaf=_cuts_below(node))[0]
         for keys, item in items:

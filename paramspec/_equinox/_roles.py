@@ -47,6 +47,7 @@ from ._fans import Layout, fans, known_module_types, leaf_layout
 __all__ = [
     "ROLES",
     "LeafInfo",
+    "ParamRecord",
     "Role",
     "RoleInferenceError",
     "describe_leaves",
@@ -71,7 +72,10 @@ class LeafInfo:
     - `shape`: the leaf's shape at the width the model was built at.
     - `fan_in`, `fan_out`: at that width (see `_fans.py`).
     - `role`: one of `ROLES`, or `None` when it has not been inferred
-        (`describe_leaves` looks at one width only).
+        (`describe_leaves` looks at one width only, and reports the role that
+        `c.init` recorded on the model where there is one).
+    - `layout`: the layout given by `layouts=` or recorded on the model by `c.init`;
+        `None` where paramspec's table of Equinox layers gives it.
     """
 
     path: str
@@ -81,6 +85,24 @@ class LeafInfo:
     fan_in: int
     fan_out: int
     role: Role | None = None
+    layout: Layout | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamRecord:
+    """What `c.init`/`c.apply` learned about one parameter, recorded on the model (static
+    metadata on its `Multiplied` wrapper) so that later readers need nothing again.
+
+    - `role`: the inferred (or given) role.
+    - `layout`: the explicit layout (`layouts=`), `None` where the table gives it.
+    - `tie`: `(block, factor)` for a tied parameter whose direct reads are another
+        block's use (a tied readout): reading the field through the wrapper gives
+        `factor * w` (see `docs/models.md`, "Tied weights").
+    """
+
+    role: str | None = None
+    layout: Layout | None = None
+    tie: tuple[str, float] | None = None
 
 
 # ----------------------------------------------------------------------------- walking
@@ -177,40 +199,64 @@ the same, so it cannot tell which axis is the fan-in. Either store the array in 
 for an (in, out) matrix used as `x @ w` (`Layout` is in `paramspec`)."""
 
 
-def _layout_of(entry: _Entry, layouts: Mapping[str, Layout]) -> Layout | None:
-    if entry.path in layouts:
-        return layouts[entry.path]
-    if entry.owner is not None and entry.field is not None:
-        by_type = f"{type(entry.owner).__name__}.{entry.field}"
-        if by_type in layouts:
-            return layouts[by_type]
-    return leaf_layout(entry.owner, entry.field or "", len(entry.leaf.shape))
-
-
 def _type_name(entry: _Entry) -> str | None:
     return None if entry.owner is None else type(entry.owner).__name__
 
 
+def _explicit_layout(entry: _Entry, layouts: Mapping[str, Layout]) -> Layout | None:
+    if entry.path in layouts:
+        return layouts[entry.path]
+    if entry.owner is not None and entry.field is not None:
+        return layouts.get(f"{type(entry.owner).__name__}.{entry.field}")
+    return None
+
+
+def _stacked_hint(entries: Sequence[_Entry]) -> str:
+    stacked = next((e for e in entries if len(e.leaf.shape) > 2), None)
+    if stacked is None:
+        return ""
+    shape = tuple(int(s) for s in stacked.leaf.shape)
+    lead = len(shape) - 2
+    return (
+        f"\n{stacked.path} has ndim {len(shape)}: a layout describes its trailing `ndim` "
+        f"axes and the {lead} leading one(s) are stacked copies (experts, an ensemble). "
+        f"For a stack of (in, out) matrices of shape {shape} used as `x @ w[e]`:\n"
+        f'    layouts={{"{stacked.path}": Layout(fan_in=(0,), fan_out=(1,), ndim=2)}}\n'
+        "(without ndim=2 the stacked axis would count as a fan-in axis)."
+    )
+
+
 def _params_with_layouts(
     tree: Any, layouts: Mapping[str, Layout] | None
-) -> list[tuple[_Entry, Layout]]:
+) -> list[tuple[_Entry, Layout, ParamRecord | None]]:
+    """Every parameter with its layout: `layouts=` first, then the layout recorded on the
+    model by `c.init`, then the table. The third item is the recorded record, if any."""
+    from ._multiply import recorded_params  # import cycle: _multiply imports this module
+
     layouts = {} if layouts is None else layouts
-    out: list[tuple[_Entry, Layout]] = []
+    records = recorded_params(tree)
+    out: list[tuple[_Entry, Layout, ParamRecord | None]] = []
     unknown: list[_Entry] = []
     for entry in iter_leaves(tree):
         if not entry.is_param:
             continue
-        layout = _layout_of(entry, layouts)
+        record = records.get(entry.path)
+        layout = _explicit_layout(entry, layouts)
+        if layout is None and record is not None:
+            layout = record.layout
+        if layout is None:
+            layout = leaf_layout(entry.owner, entry.field or "", len(entry.leaf.shape))
         if layout is None:
             unknown.append(entry)
         else:
-            out.append((entry, layout))
+            out.append((entry, layout, record))
     if unknown:
-        first = unknown[0]
+        first = next((e for e in unknown if len(e.leaf.shape) == 2), unknown[0])
         owner = _type_name(first)
         example = f"{owner}.{first.field}" if owner and first.field else first.path
         lines = [
-            f"{e.path}  ({_type_name(e) or 'no module'}.{e.field}, shape {tuple(e.leaf.shape)})"
+            f"{e.path}  ({_type_name(e) or 'no module'}.{e.field}, shape "
+            f"{tuple(e.leaf.shape)}, ndim {len(e.leaf.shape)})"
             for e in unknown
         ]
         raise RoleInferenceError(
@@ -218,15 +264,20 @@ def _params_with_layouts(
             + listing(lines),
             hint=_UNKNOWN_LAYOUT_HINT.format(
                 known=", ".join(known_module_types()), example_key=example
-            ),
+            ) + _stacked_hint(unknown),
         )
     return out
 
 
-def _info(entry: _Entry, layout: Layout, role: Role | None) -> LeafInfo:
+def _info(entry: _Entry, layout: Layout, role: Role | None,
+          record: ParamRecord | None = None, explicit: bool = False) -> LeafInfo:
     shape = tuple(int(s) for s in entry.leaf.shape)
     fan_in, fan_out = fans(shape, layout)
-    return LeafInfo(entry.path, _type_name(entry), entry.field, shape, fan_in, fan_out, role)
+    if role is None and record is not None:
+        role = record.role  # type: ignore[assignment]
+    keep = explicit or (record is not None and record.layout is not None)
+    return LeafInfo(entry.path, _type_name(entry), entry.field, shape, fan_in, fan_out, role,
+                    layout if keep else None)
 
 
 # ----------------------------------------------------------------------------- public
@@ -240,7 +291,11 @@ def describe_leaves(model: Any, *, layouts: Mapping[str, Layout] | None = None) 
     `layouts` gives the layout of parameters of custom modules, keyed by
     `"ModuleType.field"` or by path (see `Layout`).
     """
-    return [_info(e, lay, None) for e, lay in _params_with_layouts(model, layouts)]
+    explicit = {} if layouts is None else layouts
+    return [
+        _info(e, lay, None, rec, _explicit_layout(e, explicit) is not None)
+        for e, lay, rec in _params_with_layouts(model, layouts)
+    ]
 
 
 def map_parameters(
@@ -330,10 +385,11 @@ def infer_leaves(
     at_width = eqx.filter_eval_shape(make_model, width, key)
     at_other = eqx.filter_eval_shape(make_model, other_width, key)
     params = _params_with_layouts(at_width, layouts)
+    explicit = {} if layouts is None else layouts
     others = [e for e in iter_leaves(at_other) if e.is_param]
 
-    if [e.path for e, _ in params] != [e.path for e in others]:
-        mine = [e.path for e, _ in params]
+    if [e.path for e, _, _ in params] != [e.path for e in others]:
+        mine = [e.path for e, _, _ in params]
         theirs = [e.path for e in others]
         diff = next(
             (i for i, (p, q) in enumerate(zip(mine, theirs, strict=False)) if p != q),
@@ -351,14 +407,15 @@ def infer_leaves(
 
     infos: list[LeafInfo] = []
     bad: list[str] = []
-    for (entry, layout), other in zip(params, others, strict=True):
+    for (entry, layout, _), other in zip(params, others, strict=True):
         a = tuple(int(s) for s in entry.leaf.shape)
         b = tuple(int(s) for s in other.leaf.shape)
         role = _role(layout, a, b) if len(a) == len(b) else None
         if role is None:
             bad.append(f"{entry.path}: shape {a} at width {width}, {b} at width {other_width}")
             continue
-        infos.append(_info(entry, layout, role))
+        infos.append(_info(entry, layout, role,
+                           explicit=_explicit_layout(entry, explicit) is not None))
     if bad:
         raise RoleInferenceError(
             f"{len(bad)} parameter(s) change with width along an axis that is neither "

@@ -44,21 +44,26 @@ def _atan2_sqrt(y: jax.Array, w: jax.Array) -> jax.Array:
 
     - scale `y` by `2^-k` and `w` by `2^-2k` (exact: exponent bits), `k` chosen so
       that both land in [0, 2) and one of them in [1/2, 2): nothing below can
-      overflow or underflow, for every pair of normal float32 inputs;
+      overflow or underflow, for every finite `w` and `|y| < 2^79` (~6e23; Adam's
+      `m_hat` stays below `2^64` while `v` is finite, since `g^2` overflows at `2^64`);
     - `lo, hi = min(y^2, w), max(y^2, w)`, so `t = lo / hi = z^2` with `z` in [0, 1];
     - `atan(z) = sqrt(t) N(t) / D(t) = sqrt(lo hi) (hi^3 N) / (hi^2 (hi^2 D))`, with
       `hi^3 N` and `hi^2 D` evaluated as homogeneous polynomials in `(lo, hi)`;
     - `atan2 = atan(z)` where `|y| <= sqrt(w)`, else `pi/2 - atan(z)`; sign of `y`.
 
-    `atan2(0, 0) = 0`. Max abs error 3e-7 in float32 (`jnp.arctan2`: 1e-7), tested
-    against `numpy.arctan2` over inputs from 1e-30 to 1e18. On a 10.5M-parameter CPU
+    Limits: `atan2(0, 0) = 0`; `atan2(y, inf) = 0` (with the sign of `y`) for every `y`,
+    also `y = +-inf` (IEEE would give `+-pi/4` there; see `scale_by_adam_atan2` for why
+    0). So Adam's moments never give NaN unless a gradient is NaN. Max abs error 3e-7 in
+    float32 (`jnp.arctan2`: 1e-7), tested against `numpy.arctan2` over inputs from 1e-30
+    to 1e19 (and `w` up to 3.4e38). On a 10.5M-parameter CPU
     step Adam-atan2 costs 1.15-1.2x Adam (extra arithmetic in a compute-bound kernel),
     against ~10x with `jnp.arctan2`. On an H100 the step is memory-bound and both forms
     cost 1.00-1.03x Adam (benchmarks/optimizer_step.py, docs/performance.md).
     """
     # Biased exponents; w >= 0 has no sign bit. k = max(e(y), ceil(e(w) / 2)), kept
-    # <= 63 so that 2^-2k stays a normal float32 (inputs beyond ~1e19 overflow Adam's
-    # v = g^2 anyway); k >= -63 holds by construction.
+    # <= 63 so that 2^-2k stays a normal float32: y below 2^79 is enough, as Adam's
+    # m_hat stays below 2^64 while v is finite (g^2 overflows at 2^64), and every y
+    # goes with v = inf beyond; k >= -63 holds by construction.
     e_y = (jax.lax.bitcast_convert_type(y, jnp.int32) >> 23) & 0xFF
     e_w = jax.lax.bitcast_convert_type(w, jnp.int32) >> 23
     k = jnp.minimum(jnp.maximum(e_y, (e_w + 128) >> 1), 190)  # k + 127
@@ -75,6 +80,10 @@ def _atan2_sqrt(y: jax.Array, w: jax.Array) -> jax.Array:
     # only turns that 0 / 0 into 0.
     angle = jnp.sqrt(lo * hi) * num / (hi * hi * den + 1e-30)  # atan(z)
     angle = jnp.where(big, math.pi / 2, 0.0) + jnp.where(big, -1.0, 1.0) * angle
+    # w = inf (an overflowed second moment): the limit atan2(y, inf) = 0 for every y,
+    # also y = +-inf (see `scale_by_adam_atan2`: an overflowed element stops). One
+    # compare and select, fused with the rest.
+    angle = jnp.where(w == jnp.inf, 0.0, angle)
     return jnp.copysign(angle, y)
 
 
@@ -121,6 +130,21 @@ def scale_by_adam_atan2(
     underflow); `|u_t| < a * pi / 2`; `atan2(0, 0) = 0`, so zero gradients give zero,
     finite updates; and for `|m_hat| << b sqrt(v_hat)` the update is close to
     `(a / b) * m_hat / sqrt(v_hat)`, Adam with `eps = 0`.
+
+    Overflow: in float32 and bf16 a gradient above about 1.8e19 makes `g^2`, and so
+    `v`, overflow to `inf`. The update of that element is then the limit
+    `a * atan2(m_hat, inf) = 0`, not NaN, and it stays 0 while `v` is `inf` (an `inf`
+    never decays: the element stops, the others carry on unaffected). An `inf`
+    gradient is treated the same way: it overflows both moments and gives 0, not
+    IEEE's `atan2(inf, inf) = pi/4`, which would move the element by a full step in
+    the same direction at every later step, however the gradient changes. So every
+    update is finite and `|u_t| <= a * pi / 2` unless a gradient is NaN (NaN in, NaN
+    out, never hidden). A first gradient below about 3e-18 underflows `(1 - b2) g^2`
+    to 0 (XLA:CPU flushes subnormals), and the update is the other limit,
+    `a * atan2(m_hat, 0) = +-a * pi / 2`. To keep spikes
+    out of the moments, clip before this transform (`optax.clip_by_global_norm`); to
+    skip steps with non-finite gradients, wrap the optimizer in
+    `optax.apply_if_finite`.
 
     Defaults: `a = 1.27 ≈ 4 / pi` and `b = 1`. A perfectly consistent gradient has
     `m_hat = g`, `sqrt(v_hat) = |g|`, so `u = a * atan2(1, 1) = a * pi / 4 ≈ 1`: a unit

@@ -20,6 +20,7 @@ import optax
 from .._errors import SpecError
 from ._adam_eps import scale_by_adam_per_leaf_eps, tree_mismatch
 from ._atan2 import scale_by_adam_atan2
+from ._muon import scale_by_muon_and_adam
 
 __all__ = [
     "KINDS",
@@ -29,12 +30,16 @@ __all__ = [
     "build_optimizer",
 ]
 
-KINDS = ("adam", "adam_atan2", "sgd", "adafactor")
+KINDS = ("adam", "adam_atan2", "sgd", "adafactor", "muon")
 
 # The arguments of `build_optimizer` that are per-leaf trees. Pass them as
 # `static_args` to `optax.inject_hyperparams` when they are Equinox Modules (Modules
 # are callable, and `inject_hyperparams` would take them for schedules).
-PER_LEAF_ARGS = ("lr_scale", "eps", "weight_decay")
+PER_LEAF_ARGS = ("lr_scale", "eps", "weight_decay", "param_scale_floor")
+
+# Optax Adafactor's floor on the parameter scale: each update is multiplied by
+# max(RMS(w), floor) (`optax.scale_by_param_block_rms(min_scale=1e-3)`).
+ADAFACTOR_PARAM_SCALE_FLOOR = 1e-3
 
 # The knobs of `optax.adafactor` that the core stage keeps (its learning rate, weight
 # decay and epsilon come from `build_optimizer`'s own arguments), with optax's defaults.
@@ -176,7 +181,35 @@ def _add_decayed_weights_by_leaf(coefficients: Any) -> optax.GradientTransformat
     return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
-def _adafactor_core(eps: Any, kwargs: Mapping[str, Any]) -> optax.GradientTransformation:
+def _scale_by_param_block_rms_by_leaf(floors: Any) -> optax.GradientTransformation:
+    """`optax.scale_by_param_block_rms` with a static floor (`min_scale`) per leaf.
+
+    Our own because Optax's takes one scalar; the transform is stateless, so one
+    `tree.map` with Optax's own `safe_root_mean_squares` gives, leaf by leaf, exactly
+    what `optax.partition` into one group per floor would, without the masked passes.
+    """
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise OptimizerConfigError(
+                "Adafactor's parameter scaling needs the params: call "
+                "`optimizer.update(grads, state, params)`."
+            )
+        updates = jax.tree.map(
+            lambda u, f, p: None if u is None else u * optax.safe_root_mean_squares(p, f),
+            updates,
+            _like(floors, updates),
+            params,
+            is_leaf=_is_none,
+        )
+        return updates, state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+def _adafactor_core(
+    eps: Any, kwargs: Mapping[str, Any], floor: Any = ADAFACTOR_PARAM_SCALE_FLOOR
+) -> optax.GradientTransformation:
     """Adafactor's parameter-scaled update, as in `optax.adafactor`, without lr and decay.
 
     Epsilon: Adafactor adds its `epsilon` to the *squared* gradient (`g^2 + eps1`,
@@ -187,6 +220,11 @@ def _adafactor_core(eps: Any, kwargs: Mapping[str, Any]) -> optax.GradientTransf
     epsilon, so leaves are routed with `optax.partition` into one group per distinct
     eps (one group, no partition, when they are all equal); the state of a group is a
     `FactoredState`, the same accumulators as `optax.adafactor`'s.
+
+    Parameter scale: `optax.adafactor` multiplies each update by `max(RMS(w), 1e-3)`. A
+    constant floor breaks the width exponent of a layer whose weights are smaller than
+    it (the step stops being relative to the weight), so `floor` is per leaf, and the
+    compiled optimizer scales it like the leaf's init std (`1e-3` at the base width).
     """
     options = {**_ADAFACTOR_DEFAULTS, **kwargs}
 
@@ -214,7 +252,11 @@ def _adafactor_core(eps: Any, kwargs: Mapping[str, Any]) -> optax.GradientTransf
     if options["clipping_threshold"] is not None:
         parts.append(optax.clip_by_block_rms(options["clipping_threshold"]))
     if options["multiply_by_parameter_scale"]:
-        parts.append(optax.scale_by_param_block_rms())
+        parts.append(
+            optax.scale_by_param_block_rms(floor)
+            if isinstance(floor, float)
+            else _scale_by_param_block_rms_by_leaf(floor)
+        )
     if options["momentum"] is not None:
         parts.append(
             optax.ema(
@@ -237,6 +279,8 @@ def build_optimizer(
     atan2_a: float = 1.27,
     atan2_b: float = 1.0,
     adafactor_kwargs: Mapping[str, Any] | None = None,
+    param_scale_floor: Any = None,
+    muon_dimension_numbers: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Build the compiled optimizer: a core update, per-leaf scales, decay, learning rate.
 
@@ -264,7 +308,7 @@ def build_optimizer(
     - `"learning_rate"`: `optax.scale_by_learning_rate(learning_rate)`.
 
     Args:
-        kind: `"adam"`, `"adam_atan2"`, `"sgd"` or `"adafactor"`.
+        kind: `"adam"`, `"adam_atan2"`, `"sgd"`, `"adafactor"` or `"muon"`.
         learning_rate: a float or an Optax schedule.
         lr_scale: tree with the structure of the params: a Python float >= 0 per array
             leaf (the factor on the global learning rate), `None` where the params are
@@ -274,10 +318,18 @@ def build_optimizer(
         b1, b2: the moment decay rates of `"adam"` and `"adam_atan2"`.
         momentum: the momentum of `"sgd"` (for Adafactor use `adafactor_kwargs`).
         atan2_a, atan2_b: `a` and `b` of `scale_by_adam_atan2`.
+        muon_dimension_numbers: for `"muon"` only (required): a tree with the structure
+            of the params, an `optax.contrib.MuonDimensionNumbers` for each leaf that
+            Muon orthogonalises and `None` for Adam's (`_muon.scale_by_muon_and_adam`;
+            Muon's momentum is `b1`'s role there: Optax's 0.95, Nesterov).
         adafactor_kwargs: for `"adafactor"` only, any of `min_dim_size_to_factor`,
             `decay_rate`, `decay_offset`, `multiply_by_parameter_scale`,
             `clipping_threshold`, `momentum`, `dtype_momentum`, `factored`
             (`optax.adafactor`'s meaning and defaults).
+        param_scale_floor: for `"adafactor"` only, the per-leaf tree (or one float) of
+            the floor on the parameter scale, `max(RMS(w), floor)`; None (the default)
+            is Optax's 1e-3 for every leaf. `Compiled.optimizer` scales it like each
+            leaf's init std.
 
     Returns:
         An `optax.GradientTransformationExtraArgs`. Its `init` and `update` check the
@@ -354,6 +406,8 @@ def build_optimizer(
         "eps": _per_leaf("eps", eps),
         "weight_decay": _per_leaf("weight_decay", weight_decay),
     }
+    if param_scale_floor is not None:  # a None default: inject_hyperparams leaves it alone
+        trees["param_scale_floor"] = _per_leaf("param_scale_floor", param_scale_floor)
     shaped = [(name, tree) for name, tree in trees.items() if not isinstance(tree, float)]
     for name, tree in shaped[1:]:
         problem = tree_mismatch(name, tree, shaped[0][1], f"`{shaped[0][0]}` tree")
@@ -368,8 +422,23 @@ def build_optimizer(
     elif kind == "sgd":
         no_momentum = momentum is None or (_is_static_number(momentum) and momentum == 0.0)
         core = optax.identity() if no_momentum else optax.trace(decay=momentum)
+    elif kind == "muon":
+        if muon_dimension_numbers is None:
+            raise OptimizerConfigError(
+                "kind='muon' needs `muon_dimension_numbers`: which leaves Muon orthogonalises.",
+                hint="use Compiled.optimizer(model), which derives it from the roles, or pass "
+                "a tree of optax.contrib.MuonDimensionNumbers (None for Adam leaves).")
+        if isinstance(eps_tree, float):  # one eps for every leaf: shape it like the params
+            if not shaped:
+                raise OptimizerConfigError(
+                    "kind='muon' needs at least one per-leaf tree (lr_scale, eps or "
+                    "weight_decay) shaped like the params.",
+                    hint="build them with `jax.tree.map(lambda p: 1.0, params)`.")
+            eps_tree = _like(eps_tree, shaped[0][1])
+        core = scale_by_muon_and_adam(muon_dimension_numbers, eps_tree, b1=b1, b2=b2)
     else:
-        core = _adafactor_core(eps_tree, adafactor_kwargs)
+        floor = trees.get("param_scale_floor", ADAFACTOR_PARAM_SCALE_FLOOR)
+        core = _adafactor_core(eps_tree, adafactor_kwargs, floor)
 
     # The decay added to the already lr-scaled update: s_l * lambda_l * theta_l.
     coefficients = _product(scale, decay)

@@ -1,4 +1,5 @@
-"""Learning-rate transfer across widths: metrics, the sweep's results file, an offline corpus."""
+"""Learning-rate transfer across widths: metrics, the sweep's results file, tables of
+other tools, an offline corpus."""
 
 from ._data import DEFAULT_VOCAB_SIZE as DEFAULT_VOCAB_SIZE
 from ._data import CharVocab as CharVocab
@@ -23,3 +24,6 @@ from ._results import PartialLineWarning as PartialLineWarning
 from ._results import ResultsFile as ResultsFile
 from ._results import ResultsFileError as ResultsFileError
 from ._results import run_key as run_key
+from ._table import TableError as TableError
+from ._table import read_runs as read_runs
+from ._table import transfer_metrics as transfer_metrics

@@ -29,7 +29,7 @@ def plot_coord_check(check: Any, path: str | Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for layer in check.layers:
-        mark = "ok" if layer.passed else "FAIL"
+        mark = {"pass": "ok", "fail": "FAIL", "flagged": "FLAG"}[layer.verdict]
         ax.plot(
             layer.widths,
             layer.deltas,

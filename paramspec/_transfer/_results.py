@@ -59,6 +59,7 @@ HEADER = ",".join(COLUMNS)
 
 _INT_COLUMNS = ("width", "seed", "step")
 _FLOAT_COLUMNS = ("lr", "embed_lr_mult", "loss", "wall_s")
+_NUMBER_COLUMNS = (*_INT_COLUMNS, *_FLOAT_COLUMNS)
 
 
 class ResultsFileError(SpecError, ValueError):
@@ -93,6 +94,21 @@ def run_key(
     return "/".join(parts)
 
 
+def parse_number(column: str, text: str) -> int | float:
+    """The value of one numeric field as written in text: an int for `width`, `seed`
+    and `step`, a float (nan and inf allowed) for the others; a ValueError saying
+    what is wrong otherwise. Shared with the reader of other tools' tables (`_table`)."""
+    if column in _INT_COLUMNS:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"{column} must be an integer, found {text!r}") from None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{column} must be a number, found {text!r}") from None
+
+
 _FOREIGN_FIX = (
     "This is not a paramspec results file, or it was edited by hand. Nothing was "
     "changed. Correct or delete that line in an editor, or point the sweep at a new "
@@ -111,18 +127,10 @@ def _parse(fields: list[str], where: str, fix: str = _FOREIGN_FIX) -> dict[str, 
     text = dict(zip(COLUMNS, fields, strict=True))
     row: dict[str, Any] = {}
     for column, value in text.items():
-        if column in _INT_COLUMNS:
-            try:
-                row[column] = int(value)
-            except ValueError:
-                raise bad(f"{column} must be an integer, found {value!r}") from None
-        elif column in _FLOAT_COLUMNS:
-            try:
-                row[column] = float(value)
-            except ValueError:
-                raise bad(f"{column} must be a number, found {value!r}") from None
-        else:
-            row[column] = value
+        try:
+            row[column] = parse_number(column, value) if column in _NUMBER_COLUMNS else value
+        except ValueError as error:
+            raise bad(str(error)) from None
     positive = [c for c in ("width", "lr", "embed_lr_mult") if not (0 < row[c] < math.inf)]
     if positive:
         raise bad(f"{', '.join(positive)} must be positive and finite, found {text}")

@@ -235,12 +235,14 @@ def _model_source(
     loss: Callable[..., Any] | None,
     roles: Any,
     layouts: Any,
-) -> tuple[str, Callable[[int | None], Task], Any, Any]:
-    """(label for the `model` column, batch_size -> Task, roles, layouts) of `model`."""
+    tied: Any,
+) -> tuple[str, Callable[[int | None], Task], Any, Any, Any]:
+    """(label for the `model` column, batch_size -> Task, roles, layouts, tied) of `model`."""
     if isinstance(model, Task):
-        return model.name, lambda batch_size: model, roles, layouts
+        return model.name, lambda batch_size: model, roles, layouts, tied
     if isinstance(model, str) and model in MODELS:
-        return model, lambda batch_size: make_task(model, batch_size=batch_size), roles, layouts
+        return (model, lambda batch_size: make_task(model, batch_size=batch_size), roles,
+                layouts, tied)
     if isinstance(model, str) and ":" in model:
         from .._usermodel import load_model
 
@@ -249,6 +251,7 @@ def _model_source(
         loss = loss or user.companion("loss")
         roles = roles if roles is not None else user.companion("ROLES")
         layouts = layouts if layouts is not None else user.companion("LAYOUTS")
+        tied = tied if tied is not None else user.companion("TIED")
         if make_batch is None:
             raise SweepError(
                 f"--model {model}: the file defines no `make_batch(key, batch_size) -> (x, y)`; "
@@ -273,7 +276,7 @@ def _model_source(
     def resolve(batch_size: int | None) -> Task:
         return user_task(factory, batch_fn, loss, batch_size=batch_size or 32, name=name)
 
-    return name, resolve, roles, layouts
+    return name, resolve, roles, layouts, tied
 
 
 def spec_label(spec: str, embed_lr_mult: float = 1.0) -> str:
@@ -294,7 +297,8 @@ class _Setup:
 
         self.task, self.width, self.options = task, width, options
         self._inits: dict[int, Any] = {}
-        self.compiled = compile_spec(spec, width=width, base_width=options.base_width)
+        self.compiled = compile_spec(spec, width=width, base_width=options.base_width,
+                                     optimizer=options.optimizer)
         template = self.init(0)
         # The learning rate is applied *after* c.optimizer (built with learning_rate=1):
         # its last stage is the linear `-learning_rate * u`, so `lr * update(1)` is exactly
@@ -329,6 +333,7 @@ class _Setup:
             key,
             roles=self.options.roles,
             layouts=self.options.layouts,
+            tied=self.options.tied,
         )
 
     def step_fn(self) -> Callable[..., Any]:
@@ -394,9 +399,12 @@ class _Options:
     weight_decay: float = 0.0
     roles: Any = None  # Mapping[str, str] | None, forwarded to `Compiled.init`
     layouts: Any = None  # Mapping[str, Layout] | None, forwarded to `Compiled.init`
+    tied: Any = None  # Mapping[str, str] | None, forwarded to `Compiled.init`
+    optimizer: str | None = None  # overrides the spec's own
 
     def cache_key(self) -> tuple[Any, ...]:
-        return (self.base_width, self.weight_decay, repr(self.roles), repr(self.layouts))
+        return (self.base_width, self.weight_decay, repr(self.roles), repr(self.layouts),
+                repr(self.tied), self.optimizer)
 
 
 # Compiled trainers of recent (task, spec, width, engine): a resumed sweep, or a second
@@ -466,6 +474,8 @@ def sweep(
     chunk_size: int | None = None,
     progress: bool = True,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    tied: Mapping[str, str] | None = None,
+    optimizer: str | None = None,
 ) -> SweepReport:
     """Train the grid and append each finished run's final row to `out/results.csv`.
 
@@ -489,6 +499,9 @@ def sweep(
     (default: as many as fit a quarter of the memory; see `_vectorised`), spread over
     all devices; `engine="sequential"` trains one run per call (the reference).
     Both give the same losses to float tolerance.
+
+    `optimizer` overrides the specs' own (default: each spec's, else adam); when given,
+    the `spec` column reads `name@optimizer`, so runs of two optimizers stay apart.
 
     ```python
     import tempfile
@@ -520,7 +533,8 @@ def sweep(
         raise SweepError(f"`batch_size` must be None or an int >= 1; got {batch_size!r}.")
     if not (isinstance(weight_decay, int | float) and 0 <= weight_decay < math.inf):
         raise SweepError(f"`weight_decay` must be a number >= 0; got {weight_decay!r}.")
-    label, resolve, roles, layouts = _model_source(model, make_batch, loss, roles, layouts)
+    label, resolve, roles, layouts, tied = _model_source(model, make_batch, loss, roles,
+                                                         layouts, tied)
     results = ResultsFile(Path(out) / "results.csv")
     done = results.done_keys()  # validates the file first; raises on a foreign one
 
@@ -535,7 +549,11 @@ def sweep(
     extra = {"steps": steps, **({"wd": float(weight_decay)} if weight_decay else {})}
 
     def key_of(spec: str, width: int, lr: float, mult: float, seed: int) -> str:
-        return run_key(spec_label(spec, mult), label, width, lr, mult, seed, **extra)
+        return run_key(label_of(spec, mult), label, width, lr, mult, seed, **extra)
+
+    def label_of(spec: str, mult: float) -> str:
+        name = spec_label(spec, mult)
+        return name if optimizer is None else f"{name}@{optimizer}"
 
     todo = [run for run in grid if key_of(*run) not in done]
     skipped = len(grid) - len(todo)
@@ -545,16 +563,16 @@ def sweep(
     from .._compile import compile as compile_spec
 
     for spec in dict.fromkeys(s for s, *_ in todo):  # fail early on a bad spec
-        compile_spec(spec, width=max(widths), base_width=base_width)
+        compile_spec(spec, width=max(widths), base_width=base_width, optimizer=optimizer)
 
     task = resolve(batch_size)
-    options = _Options(base_width, float(weight_decay), roles, layouts)
+    options = _Options(base_width, float(weight_decay), roles, layouts, tied, optimizer)
 
     def row_of(run: tuple[Any, ...], loss_value: float, wall_s: float) -> dict[str, Any]:
         spec, width, lr, mult, seed = run
         return {
             "key": key_of(*run),
-            "spec": spec_label(spec, mult),
+            "spec": label_of(spec, mult),
             "model": label,
             "width": width,
             "lr": lr,
@@ -579,7 +597,7 @@ def sweep(
         if engine == "sequential":
             for run in todo:
                 spec, width, lr, mult, seed = run
-                bar.advance(f"{spec_label(spec, mult)} w{width} lr {lr:.3g} s{seed}", 0)
+                bar.advance(f"{label_of(spec, mult)} w{width} lr {lr:.3g} s{seed}", 0)
                 bar.steps(0)
                 start = time.perf_counter()
                 trainer = _cached(task, spec, width, options, "sequential")

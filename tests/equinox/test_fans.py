@@ -41,9 +41,14 @@ def test_stacked_linear_leading_axes_are_in_neither_fan():
     assert _fans_of(stacked, "bias")[0] == (1, 5)
 
 
-def test_embedding_fan_in_is_the_vocabulary():
+def test_embedding_fan_in_is_one_lookup():
+    # A lookup reads one row: one term per output, whatever the vocabulary.
     emb = _abstract(eqx.nn.Embedding, 100, 8, key=KEY)
-    assert _fans_of(emb, "weight")[0] == (100, 8)
+    (fan_in, fan_out), layout = _fans_of(emb, "weight")
+    assert (fan_in, fan_out) == (1, 8)
+    # The vocabulary axis is still the input axis (so role inference says `input`).
+    assert layout.lookup and layout.fan_in_axes(2) == (0,)
+    assert fans((100, 8), Layout(fan_in=(0,), fan_out=(1,))) == (100, 8)
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def test_transformer_roles_are_the_ones_a_person_gives():
     down = by_path["blocks[1].down.weight"]
     assert (down.fan_in, down.fan_out) == (128, 32)
     emb = by_path["token_embed.weight"]
-    assert (emb.module_type, emb.field, emb.fan_in, emb.fan_out) == ("Embedding", "weight", 64, 32)
+    assert (emb.module_type, emb.field, emb.fan_in, emb.fan_out) == ("Embedding", "weight", 1, 32)
     gain = by_path["final_norm.weight"]
     assert (gain.module_type, gain.fan_in, gain.fan_out) == ("LayerNorm", 1, 32)
 
@@ -139,7 +139,7 @@ def test_unknown_matrix_in_a_custom_module_is_a_clear_error():
     with pytest.raises(RoleInferenceError, match=r"cannot tell the fan-in") as info:
         infer_leaves(lambda width, key: _Custom(width), 8, 16)
     text = str(info.value)
-    assert "w  (_Custom.w, shape (10, 8))" in text
+    assert "w  (_Custom.w, shape (10, 8), ndim 2)" in text
     assert 'layouts={"_Custom.w": Layout(fan_in=(0,), fan_out=(1,))}' in text
     assert "eqx.nn" in text
 

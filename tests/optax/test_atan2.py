@@ -283,3 +283,101 @@ def test_equinox_model_with_none_leaves_under_filter_jit():
 def test_rejects_invalid_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         scale_by_adam_atan2(**kwargs)
+
+
+# Gradient magnitudes over the whole float32 range: 1e-30 .. 3e38, both signs, zeros.
+_MAGNITUDES = np.concatenate([10.0 ** np.linspace(-30, 38, 137), [3e38, 3.4e38]])
+_SPIKE = np.concatenate([_MAGNITUDES, -_MAGNITUDES, [0.0, -0.0]]).astype(np.float32)
+
+
+def _steps_of(tx, grads, dtype):
+    """Updates of a jitted scan over `grads` (steps, n) for one leaf, and the final state."""
+
+    @jax.jit
+    def run(grads):
+        params = jnp.zeros(grads.shape[1:], dtype)
+
+        def step(state, g):
+            updates, state = tx.update(g, state, params)
+            return state, updates
+
+        state, updates = jax.lax.scan(step, tx.init(params), grads)
+        return updates, state
+
+    updates, state = run(jnp.asarray(np.asarray(grads).astype(dtype)))
+    return _f32(updates).astype(np.float64), state
+
+
+def test_fused_atan2_limits_at_overflow_and_over_the_moments_range():
+    # Every pair Adam's moments can hold: |m_hat| up to 2^64 ~ 1.8e19 (beyond it g^2,
+    # and so v, has overflowed) against any finite v up to 3.4e38, and v = inf.
+    inf, big = np.inf, np.finfo(np.float32).max
+    rng = np.random.default_rng(7)
+    y = rng.choice([-1, 1], 4000) * 10.0 ** rng.uniform(-30, 19.25, 4000)
+    w = 10.0 ** rng.uniform(-37, np.log10(big), 4000)
+    y, w = np.append(y, [1.8e19, -1.8e19, 1.0]), np.append(w, [big, 1.0, big])
+    got = np.asarray(jax.jit(_atan2_sqrt)(_f32(y), _f32(w))).astype(np.float64)
+    want = np.arctan2(_f32(y).astype(np.float64), np.sqrt(_f32(w).astype(np.float64)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-7)  # no NaN among them
+
+    # Limits: w = inf gives 0 with y's sign, for every y up to +-inf (see the
+    # docstring); NaN stays NaN.
+    y = _f32([1.0, -3e38, 0.0, -0.0, inf, -inf, 1e-30, 1e25, np.nan, 1.0])
+    w = _f32([inf, inf, inf, inf, inf, inf, inf, inf, 1.0, np.nan])
+    got = np.asarray(jax.jit(_atan2_sqrt)(y, w))
+    want = _f32([0.0, -0.0, 0.0, -0.0, 0.0, -0.0, 0.0, 0.0, np.nan, np.nan])
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got[:8]), np.signbit(want[:8]))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_never_nan_from_finite_gradients_from_1e_minus_30_to_3e38(dtype):
+    # Each element: 3 ordinary steps, one gradient of magnitude 1e-30 .. 3.4e38 (either
+    # sign, or zero), then 3 ordinary steps again. Every update is finite and bounded;
+    # where the float32 moments hold the true values, it is the float64 Adam-atan2;
+    # where g^2 overflows, the element's update is the limit 0 from then on.
+    a, n = 1.27, len(_SPIKE)
+    ordinary = np.random.default_rng(8).normal(size=(3, n)).astype(np.float32)
+    grads = np.concatenate([ordinary, _SPIKE[None], ordinary])
+    got, state = _steps_of(scale_by_adam_atan2(a=a), grads, dtype)
+    assert np.all(np.isfinite(got)), "NaN or inf update from a finite gradient"
+    assert np.all(np.abs(got) <= a * math.pi / 2)
+    assert all(np.all(~np.isnan(_f32(x))) for x in jax.tree.leaves(state))
+
+    g = np.asarray(grads.astype(dtype)).astype(np.float64)  # what the optimizer saw
+    want = _numpy_atan2({"g": g}, 0.9, 0.999, a, 1.0)["g"]
+    tol = 1e-5 if dtype == jnp.float32 else 3e-2  # bf16 moments round to 8 bits
+    overflowed = np.abs(g[3]) > 2e19  # (1 - b2) g^2 > 3.4e38
+    assert overflowed.sum() >= 2 * 38  # 1e20 .. 3.4e38, both signs
+    np.testing.assert_allclose(got[:, ~overflowed], want[:, ~overflowed], rtol=tol, atol=tol)
+    np.testing.assert_array_equal(got[3:, overflowed], 0.0)  # the spike step and after
+    np.testing.assert_allclose(got[:3], want[:3], rtol=tol, atol=tol)  # before: unaffected
+
+    # The same magnitudes as the very first gradient: a consistent step, a * pi / 4,
+    # where (1 - b2) g^2 is a normal float32; 0 where it overflows; the other limit,
+    # a * pi / 2, where it underflows to 0 (g below ~1e-17); the gradient's sign.
+    first, _ = _steps_of(scale_by_adam_atan2(a=a), _SPIKE[None], dtype)
+    g = np.abs(np.asarray(_SPIKE.astype(dtype)).astype(np.float64))
+    assert np.all(np.isfinite(first)) and np.all(np.abs(first) <= a * math.pi / 2)
+    np.testing.assert_array_equal(np.signbit(first[0]), np.signbit(_SPIKE))
+    held = (g > 1e-17) & (g < 1e19)
+    np.testing.assert_allclose(np.abs(first[0, held]), a * math.pi / 4, rtol=tol)
+    np.testing.assert_array_equal(first[0, g > 2e19], 0.0)
+    np.testing.assert_allclose(np.abs(first[0, (g > 0) & (g < 1e-23)]), a * math.pi / 2, rtol=tol)
+    np.testing.assert_array_equal(first[0, g == 0], 0.0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_inf_gradient_stops_the_element_and_nan_is_not_hidden(dtype):
+    # Documented choice: an inf gradient overflows both moments and gives the limit 0
+    # (not IEEE's atan2(inf, inf) = pi/4, a full step forever); the other elements are
+    # untouched. A NaN gradient gives NaN: it is a bug upstream, not an overflow.
+    grads = np.random.default_rng(9).normal(size=(6, 5)).astype(np.float32)
+    base, _ = _steps_of(scale_by_adam_atan2(), grads, dtype)
+    hit = grads.copy()
+    hit[2, 0], hit[2, 1], hit[4, 2] = np.inf, -np.inf, np.nan
+    got, _ = _steps_of(scale_by_adam_atan2(), hit, dtype)
+    np.testing.assert_array_equal(got[2:, :2], 0.0)
+    np.testing.assert_array_equal(got[:2], base[:2])
+    np.testing.assert_array_equal(got[:, 3:], base[:, 3:])
+    assert np.all(np.isnan(got[4:, 2])) and np.all(np.isfinite(got[:4, 2]))

@@ -26,8 +26,10 @@ NUM_LAYERS = 2
 # The two bare arrays are tables with one row per token (like an `eqx.nn.Embedding`):
 # axis 0 indexes positions (fixed), axis 1 is the width.
 LAYOUTS = {
-    "VisionTransformer.cls_token": Layout(fan_in=(0,), fan_out=(1,)),
-    "VisionTransformer.positional_embedding": Layout(fan_in=(0,), fan_out=(1,)),
+    # Tables with one row per position, added (looked up), never summed over: `lookup`
+    # makes their fan-in 1, as for eqx.nn.Embedding (sp's std is then 1, as a table's).
+    "VisionTransformer.cls_token": Layout(fan_in=(0,), fan_out=(1,), lookup=True),
+    "VisionTransformer.positional_embedding": Layout(fan_in=(0,), fan_out=(1,), lookup=True),
 }
 ROLES = None
 
