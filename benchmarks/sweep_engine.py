@@ -12,7 +12,7 @@ even rounds, vectorised first in odd ones), and the reported figure is the media
 the per-round ratios vectorised / sequential (target: >= 3 at widths <= 128 on the CPU).
 
     python benchmarks/sweep_engine.py [--model mlp] [--widths 32,64,128,256]
-        [--steps 100] [--lrs 12] [--seeds 2] [--rounds 3] [--json out.json]
+        [--steps 100] [--lrs 12] [--seeds 2] [--rounds 3] [--chunk N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def _timed(engine: str, width: int, args: argparse.Namespace, lrs: list[float]) 
             steps=args.steps,
             out=out,
             engine=engine,
+            chunk_size=args.chunk if engine == "vectorised" else None,
             progress=False,
         )
         elapsed = time.perf_counter() - start
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--lrs", type=int, default=12, help="learning rates (ratio 2^(1/2))")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="runs per vectorised program (default: the engine's)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 

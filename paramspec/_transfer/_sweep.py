@@ -296,6 +296,7 @@ class _Setup:
         from .._equinox._roles import map_parameters
 
         self.task, self.width, self.options = task, width, options
+        self._inits: dict[int, Any] = {}
         self.compiled = compile_spec(spec, width=width, base_width=options.base_width,
                                      optimizer=options.optimizer)
         template = self.init(0)
@@ -318,12 +319,18 @@ class _Setup:
         )
 
     def init(self, seed: int) -> Any:
-        """The run's model at initialisation: `compiled.init` with `key(seed)`."""
+        """The run's model at initialisation: `compiled.init` with `key(seed)` (kept per
+        seed: models are immutable, and `init` traces the user's factory, which is slow)."""
         import jax
 
+        if seed not in self._inits:
+            self._inits[seed] = self._init(jax.random.key(seed))
+        return self._inits[seed]
+
+    def _init(self, key: Any) -> Any:
         return self.compiled.init(
             self.task.make_model,
-            jax.random.key(seed),
+            key,
             roles=self.options.roles,
             layouts=self.options.layouts,
             tied=self.options.tied,

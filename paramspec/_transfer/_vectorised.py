@@ -10,7 +10,8 @@ sequential engine's step, inside one `jax.lax.scan` over the steps:
 - **Chunks.** At most `chunk_size` runs go through the program at once (default: as
   many as fit a quarter of the device's memory at about 8 copies of the parameters per
   run -- parameters, gradients, two Adam moments, updates and activations' slack --
-  times the device count). The runs are split into as few chunks as that allows, all of
+  times the device count; on a CPU, as many as fit about 4 MiB, see
+  `_CPU_CACHE_BYTES`). The runs are split into as few chunks as that allows, all of
   one size (a multiple of the device count; the last chunk is padded with copies of a
   real run, whose results are dropped), so the program compiles once per (spec, width).
 - **Devices.** The run axis is sharded over a 1-D `jax.sharding.Mesh` of all devices
@@ -46,6 +47,13 @@ __all__ = ["VectorTrainer", "default_chunk_size"]
 
 _SEGMENTS = 10  # progress updates per chunk
 _COPIES_PER_RUN = 8  # parameter-sized buffers one run holds (see the module docstring)
+# On a CPU, a compiled scan is already compute-bound once a run's step is a few MFLOP,
+# and what batching runs then costs is cache: a chunk whose working set leaves the
+# caches ran slower than one run at a time (measured on a 2-core EPYC, 2 MiB L2 per
+# core, 32 MiB L3; docs/performance.md#sweep-engines). So CPU chunks are capped to
+# about 4 MiB of parameter-sized buffers: many runs of a small model (where batching
+# wins up to 7x), few of a large one.
+_CPU_CACHE_BYTES = 4 << 20
 
 
 def _memory_bytes() -> int:
@@ -67,10 +75,15 @@ def _memory_bytes() -> int:
 
 def default_chunk_size(param_bytes: int, devices: int) -> int:
     """Runs per chunk when `chunk_size` is not given: a quarter of one device's memory
-    over `_COPIES_PER_RUN` copies of the parameters, times the devices, rounded down
-    to a multiple of the device count (at least one run per device)."""
-    per_device = max(1, (_memory_bytes() // 4) // max(1, _COPIES_PER_RUN * param_bytes))
-    return max(1, per_device) * devices
+    (on a CPU: `_CPU_CACHE_BYTES`, see below) over `_COPIES_PER_RUN` copies of the
+    parameters, times the devices (at least one run per device)."""
+    import jax
+
+    budget = _memory_bytes() // 4
+    if jax.devices()[0].platform == "cpu":
+        budget = min(budget, _CPU_CACHE_BYTES)
+    per_device = max(1, budget // max(1, _COPIES_PER_RUN * param_bytes))
+    return per_device * devices
 
 
 class VectorTrainer:

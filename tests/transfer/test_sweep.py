@@ -145,10 +145,15 @@ def test_chunk_size_is_a_multiple_of_the_devices_and_no_larger_than_needed():
     import jax
 
     from paramspec._transfer._sweep import _cached, _Options
+    from paramspec._transfer._vectorised import default_chunk_size
 
     trainer = _cached(make_task("mlp"), "mup", 8, _Options(), "vectorised")
     n = len(jax.devices())
-    assert trainer.chunk_size(None, 5) == -(-5 // n) * n  # memory allows all 5 runs
+    assert trainer.chunk_size(None, 5) == -(-5 // n) * n  # the cache budget allows 5 runs
+    if jax.devices()[0].platform == "cpu":  # the cache cap: a width-256 MLP (0.55 MB of
+        # parameters) goes one run per device at a time, a width-32 one (11 kB) 46 at once
+        assert default_chunk_size(548_000, n) == n
+        assert default_chunk_size(11_264, n) == 46 * n
     assert trainer.chunk_size(2, 100) == -(-2 // n) * n
     if n == 1:  # 25 runs in chunks of at most 10: three chunks of 9, not 10 + 10 + 5
         assert trainer.chunk_size(10, 25) == 9
@@ -200,32 +205,44 @@ def test_sweep_of_your_own_model_in_python(tmp_path):
         ps.sweep(["mup"], model=_make_model, widths=[8], lrs=[1e-2], out=tmp_path)
 
 
-def test_sweep_cli_of_a_model_file(tmp_path):
+def test_sweep_cli_of_a_third_party_model_file(tmp_path):
+    # The LLaMA-style decoder of tests/usermodels (RMSNorm, rotary, SwiGLU, GQA): its
+    # file's make_batch and loss drive the sweep.
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from paramspec._cli import app
+
+    llama = Path(__file__).resolve().parents[1] / "usermodels" / "llama.py"
+    out = tmp_path / "runs"
+    args = ["sweep", "mup", "--model", f"{llama}:make_model", "--widths", "16", "--lrs",
+            "1e-3,3e-2", "--seeds", "1", "--steps", "3", "--batch-size", "4", "--out",
+            str(out), "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = ResultsFile(out / "results.csv").final_rows()
+    assert len(rows) == 2 and {r["model"] for r in rows} == {"make_model"}
+    assert all(r["status"] == "ok" and 0 < r["loss"] < 10 for r in rows)  # ln 100 = 4.6
+    assert rows[0]["loss"] != rows[1]["loss"]
+
+
+def test_sweep_cli_model_file_without_make_batch_is_a_clear_error(tmp_path):
     from typer.testing import CliRunner
 
     from paramspec._cli import app
 
     source = tmp_path / "mine.py"
     source.write_text(
-        "import jax, jax.numpy as jnp\n"
         "from paramspec.models import mlp\n"
         "def make(width, key):\n"
         "    return mlp(width, key, in_size=3, out_size=5, depth=1)\n"
-        "def make_batch(key, batch_size):\n"
-        "    x = jax.random.normal(key, (batch_size, 3))\n"
-        "    return x, (x[:, 0] > 0).astype(jnp.int32)\n"  # labels: default cross-entropy
     )
-    out = tmp_path / "runs"
-    args = ["sweep", "mup", "--model", f"{source}:make", "--widths", "8", "--lrs",
-            "1e-2,1e-1", "--seeds", "1", "--steps", "4", "--out", str(out), "--no-progress"]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    rows = ResultsFile(out / "results.csv").final_rows()
-    assert len(rows) == 2 and {r["model"] for r in rows} == {"make"}
-    assert all(0 < r["loss"] < 2 for r in rows)  # cross-entropy of 5 classes starts at ln 5
-    source.write_text(source.read_text().replace("def make_batch", "def other"))
-    bad = CliRunner().invoke(app, [*args[:-1], "--no-progress", "--out", str(tmp_path / "b")])
+    args = ["sweep", "mup", "--model", f"{source}:make", "--widths", "8", "--lrs", "1e-2",
+            "--out", str(tmp_path / "runs"), "--no-progress"]
+    bad = CliRunner().invoke(app, args)
     assert bad.exit_code == 2 and "make_batch" in bad.output
+    assert not (tmp_path / "runs" / "results.csv").exists()
 
 
 _DEVICES_WORKER = """
