@@ -32,7 +32,7 @@ from paramspec._equinox._multiply import block_labels
 from paramspec.models import transformer
 
 WIDTH, SEQ, BATCH, STEPS = 64, 16, 8, 5
-TOL = {"rtol": 1e-4, "atol": 1e-5}  # float32; sharded matmuls reduce in another order
+TOL = {"rtol": 1e-4, "atol": 1e-4}  # float32; sharded matmuls reduce in another order, and 5 Adam steps amplify it where gradients are tiny
 
 mesh = Mesh(np.array(jax.devices()).reshape(2, 4), ("data", "model"))
 replicated = NamedSharding(mesh, P())

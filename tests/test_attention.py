@@ -134,7 +134,8 @@ def test_every_builtin_gives_the_standard_scale_at_the_base_width(name):
     wider = ps.compile(name, width=32, base_width=8)  # n = 4
     factors = query_factors(wider, model, "head_size")
     one_over_d = needs_growth(wider.spec.attention)
-    assert one_over_d == (name in ("mup", "mfp") or name.startswith("mup-"))  # mup-muon
+    # muP and everything built on it (mup-muon, completep, depth-mup) use 1/d
+    assert one_over_d == (name in ("mup", "mfp", "mup-muon", "completep", "depth-mup"))
     assert factors == ({"attn.query_proj.weight": 0.5} if one_over_d else {})
     assert query_factors(wider, model, "heads") == {}
 
