@@ -19,6 +19,11 @@ from paramspec._coord import coord_check, linear_loss
 WIDTHS = (64, 128, 256, 512, 1024, 2048)
 
 
+# A fixed, small learning rate: these tests judge the slopes, not the perturbative
+# calibration (tested in test_coord_usermodels.py), whose probe runs double their cost.
+LR = {"learning_rate": 1e-3}
+
+
 def _mlp_task():
     key = jax.random.key(42)
     x = jax.random.normal(key, (16, 16))
@@ -43,10 +48,10 @@ def _slopes(result):
 
 def test_mup_is_flat_and_sp_global_is_not_on_the_mlp():
     batch, loss = _mlp_task()
-    mup = coord_check("mup", models.mlp, batch, loss, widths=WIDTHS, seeds=(0,))
+    mup = coord_check("mup", models.mlp, batch, loss, widths=WIDTHS, seeds=(0,), **LR)
     assert mup.passed, _slopes(mup)
     assert all(abs(layer.slope) <= 0.1 for layer in mup.layers), _slopes(mup)
-    sp = coord_check("sp-global", models.mlp, batch, loss, widths=WIDTHS, seeds=(0,))
+    sp = coord_check("sp-global", models.mlp, batch, loss, widths=WIDTHS, seeds=(0,), **LR)
     hidden = [layer for layer in sp.layers if layer.role == "hidden"]
     assert all(layer.slope > 0.5 for layer in hidden), _slopes(sp)
     assert sp.layer("readout").slope > 1.0, _slopes(sp)  # predicted +1.5
@@ -58,11 +63,11 @@ def test_mup_is_flat_and_sp_global_is_not_on_the_mlp():
 ])
 def test_mup_is_flat_and_sp_global_is_not_on_the_transformer(widths):
     make, inputs, loss = _transformer_task()
-    mup = coord_check("mup", make, inputs, loss, widths=widths, seeds=(0,))
+    mup = coord_check("mup", make, inputs, loss, widths=widths, seeds=(0,), **LR)
     assert mup.passed, _slopes(mup)
     assert all(abs(layer.slope) <= 0.1 for layer in mup.layers if layer.role != "output"), \
         _slopes(mup)
-    sp = coord_check("sp-global", make, inputs, loss, widths=widths, seeds=(0,))
+    sp = coord_check("sp-global", make, inputs, loss, widths=widths, seeds=(0,), **LR)
     hidden = [layer for layer in sp.layers if layer.role == "hidden"]
     assert all(layer.slope > 0.5 for layer in hidden), _slopes(sp)
     assert sp.layer("logits").slope > 0.3, _slopes(sp)
