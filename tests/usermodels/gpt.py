@@ -21,7 +21,6 @@ N_LAYER = 2
 N_HEAD = 4
 LAYOUTS = None
 ROLES = None
-TIED = {"wte.weight": "readout"}  # the lm_head reads wte: declared for c.init(tied=)
 
 
 class CausalSelfAttention(eqx.Module):
