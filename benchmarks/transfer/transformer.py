@@ -103,7 +103,7 @@ def _reading(summary: dict, grid_ratio: float) -> list[str]:
         out.append(text + f": **{'yes' if closes_p else 'no'}**.")
     out += [
         "",
-        "Caveats: a depth-2 character model at widths up to 256, trained for the steps "
+        "Caveats: a depth-2 character model at the widths above, trained for the steps "
         "above on a CPU, is far from the papers' scales; the fits use 4 widths, 2 seeds "
         "averaged; a drift below 1 grid step is within the resolution of the grid. "
         "E is the rms residual of the power-law fit in ln η.",
