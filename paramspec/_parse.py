@@ -542,59 +542,47 @@ class _Builder:
 
     def attention(self, node: Tree) -> Attention:
         """`attention { logits EXPR }`: the logit scale, in head_dim and head_n only."""
-        rest = node.children[1:]
-        doc = None
-        if rest and isinstance(rest[0], Token) and rest[0].type == "STRING":
-            doc = self.string(rest[0])
-            rest = rest[1:]
-        logits: Expr | None = None
-        first: Token | None = None
-        for item in rest:
-            key_tok, value = item.children
-            key = str(key_tok)
-            if key not in ATTENTION_ITEMS:
-                hint = _suggest(key, ATTENTION_ITEMS)
-                if key in ITEMS:
-                    hint = ("the attention block holds only the logit scale; to set the "
-                            "queries' init or learning rate, add a layer block with "
-                            '`match path="*query_proj.weight"`')
-                raise self.error(key_tok, f"unknown quantity `{key}` in block `attention`",
-                                 hint=hint)
-            if first is not None:
-                raise self.error(key_tok, f"`{key}` is set twice in block `attention`",
-                                 hint=f"it was already set on line {first.line}; "
-                                 "keep one of the two")
-            first = key_tok
-            logits = self.quantity(key, value, symbols=ATTENTION_SYMBOLS)
+        doc, logits = self._one_quantity_block(
+            node, "attention", ATTENTION_ITEMS, ATTENTION_SYMBOLS,
+            "the attention block holds only the logit scale; to set the queries' init or "
+            'learning rate, add a layer block with `match path="*query_proj.weight"`')
         return Attention(doc=doc, logits=logits, span=self.span(node.children[0]))
 
     def residual(self, node: Tree) -> Residual:
         """`residual { branch EXPR }`: each residual branch's output multiplier, in `m` only."""
+        doc, branch = self._one_quantity_block(
+            node, "residual", RESIDUAL_ITEMS, DEPTH_SYMBOLS,
+            "the residual block holds only the branch multiplier; per-layer quantities go "
+            "in layer blocks (with `depth repeated` for the parameters inside the repeated "
+            "blocks)")
+        return Residual(doc=doc, branch=branch, span=self.span(node.children[0]))
+
+    def _one_quantity_block(self, node: Tree, name: str, items: tuple[str, ...],
+                            symbols: tuple[str, ...], layer_hint: str
+                            ) -> tuple[str | None, Expr | None]:
+        """(doc, expression) of a block that holds one quantity (`attention`, `residual`);
+        `layer_hint` answers a layer block's quantity written there by mistake."""
         rest = node.children[1:]
         doc = None
         if rest and isinstance(rest[0], Token) and rest[0].type == "STRING":
             doc = self.string(rest[0])
             rest = rest[1:]
-        branch: Expr | None = None
+        expr: Expr | None = None
         first: Token | None = None
         for item in rest:
             key_tok, value = item.children
             key = str(key_tok)
-            if key not in RESIDUAL_ITEMS:
-                hint = _suggest(key, RESIDUAL_ITEMS)
-                if key in ITEMS:
-                    hint = ("the residual block holds only the branch multiplier; per-layer "
-                            "quantities go in layer blocks (with `depth repeated` for the "
-                            "parameters inside the repeated blocks)")
-                raise self.error(key_tok, f"unknown quantity `{key}` in block `residual`",
+            if key not in items:
+                hint = layer_hint if key in ITEMS else _suggest(key, items)
+                raise self.error(key_tok, f"unknown quantity `{key}` in block `{name}`",
                                  hint=hint)
             if first is not None:
-                raise self.error(key_tok, f"`{key}` is set twice in block `residual`",
+                raise self.error(key_tok, f"`{key}` is set twice in block `{name}`",
                                  hint=f"it was already set on line {first.line}; "
                                  "keep one of the two")
             first = key_tok
-            branch = self.quantity(key, value, symbols=DEPTH_SYMBOLS)
-        return Residual(doc=doc, branch=branch, span=self.span(node.children[0]))
+            expr = self.quantity(key, value, symbols=symbols)
+        return doc, expr
 
     def role(self, name_tok: Token, role_tok: Token | None, inherits: bool) -> str | None:
         name = str(name_tok)
