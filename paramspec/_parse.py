@@ -437,25 +437,25 @@ class _Builder:
         raise self.error(value, "expected an alignment", hint=hint)
 
     def setting_base_width(self, key: Token, value: Tree) -> int:
-        if value.data == "expr" and len(value.children) == 1:
-            factor = value.children[0]
-            if isinstance(factor, Tree) and factor.data == "number" and len(factor.children) == 1:
-                tok = factor.children[0]
-                if str(tok).isdigit() and len(str(tok)) <= 12 and int(str(tok)) > 0:
-                    return int(str(tok))
-        raise self.error(value, "base_width must be a positive whole number",
-                         hint="e.g. `base_width 256`: the width at which the constants were tuned")
+        return self._positive_whole(
+            value, "base_width",
+            hint="e.g. `base_width 256`: the width at which the constants were tuned")
 
     def setting_base_depth(self, key: Token, value: Tree) -> int:
+        return self._positive_whole(
+            value, "base_depth",
+            hint="e.g. `base_depth 4`: the number of residual blocks at which the "
+            "constants were tuned")
+
+    def _positive_whole(self, value: Tree, name: str, *, hint: str) -> int:
+        """A setting that is a positive whole number (`base_width`, `base_depth`)."""
         if value.data == "expr" and len(value.children) == 1:
             factor = value.children[0]
             if isinstance(factor, Tree) and factor.data == "number" and len(factor.children) == 1:
                 tok = factor.children[0]
                 if str(tok).isdigit() and len(str(tok)) <= 12 and int(str(tok)) > 0:
                     return int(str(tok))
-        raise self.error(value, "base_depth must be a positive whole number",
-                         hint="e.g. `base_depth 4`: the number of residual blocks at which the "
-                         "constants were tuned")
+        raise self.error(value, f"{name} must be a positive whole number", hint=hint)
 
     def setting_depth_alpha(self, key: Token, value: Tree) -> Fraction:
         hint = ("depth_alpha is a rational in [1/2, 1]: `1` (CompleteP) or `1/2` (Depth-muP); "

@@ -90,19 +90,20 @@ def _block(block: Block) -> list[str]:
 
 
 def _attention(attention: Attention) -> list[str]:
-    doc = f" {_string(attention.doc)}" if attention.doc is not None else ""
-    lines = [f"attention{doc} {{"]
-    if attention.logits is not None:
-        lines.append(f"    {'logits':<11} {render_expr(attention.logits)}")
-    lines.append("}")
-    return lines
+    return _one_quantity_block("attention", attention.doc, "logits", attention.logits)
 
 
 def _residual(residual: Residual) -> list[str]:
-    doc = f" {_string(residual.doc)}" if residual.doc is not None else ""
-    lines = [f"residual{doc} {{"]
-    if residual.branch is not None:
-        lines.append(f"    {'branch':<11} {render_expr(residual.branch)}")
+    return _one_quantity_block("residual", residual.doc, "branch", residual.branch)
+
+
+def _one_quantity_block(name: str, doc: str | None, quantity: str,
+                        expr: Expr | None) -> list[str]:
+    """A block that holds one quantity (`attention`, `residual`)."""
+    head = f" {_string(doc)}" if doc is not None else ""
+    lines = [f"{name}{head} {{"]
+    if expr is not None:
+        lines.append(f"    {quantity:<11} {render_expr(expr)}")
     lines.append("}")
     return lines
 
