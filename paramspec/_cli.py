@@ -199,13 +199,22 @@ def check_cmd(
     strict: Annotated[bool, typer.Option(
         "--strict", help="Also exit 3 when there are warnings (epsilon underflow).")] = False,
     format: FormatOpt = Format.table,
+    depth: DepthOpt = None,
+    base_depth: BaseDepthOpt = None,
+    depth_alpha: DepthAlphaOpt = None,
+    attention: Annotated[str | None, typer.Option(
+        "--attention", help="head_size | heads: what grows with width in the model's "
+        "attention; counts the logits in the verdict (default: both reported, as warnings).")
+    ] = None,
 ) -> None:
     """Is SPEC stable? Per layer: a+b, the update exponent r, the gradient exponent g, a
-    verdict, and epsilon-underflow warnings. Exit 0 when stable, 3 when not."""
+    verdict, and epsilon-underflow warnings; the depth axis too when SPEC uses depth or
+    --depth/--base-depth/--depth-alpha is given. Exit 0 when stable, 3 when not."""
     from ._analysis import check, render_check, to_text
 
     report = check(spec, optimizer=optimizer, alignment=alignment, width=width,
-                   base_width=base_width, eps=eps)
+                   base_width=base_width, eps=eps, depth=depth, base_depth=base_depth,
+                   depth_alpha=depth_alpha, attention=attention)
     if format is Format.json:
         _json(report.to_dict())
     else:

@@ -35,6 +35,8 @@ from .._errors import SpecError
 from .._ir import OPTIMIZERS, Expr, Spec
 from .._library import load, resolve, validate
 from .._muon_rule import MUON
+from ._depthcheck import DepthCheck, check_depth, depth_wanted, mpow
+from ._logits import LogitCheck, check_logits
 from .._theory import (
     INPUT_LIKE,
     LayerTheory,
@@ -314,6 +316,9 @@ class CaseCheck:
     feature_learning: bool
     verdict: str
     r_last_hidden: Fraction | None
+    depth: DepthCheck | None = None  # the depth axis, when checked (_depthcheck)
+    attention: tuple[LogitCheck, ...] = ()  # the attention logits (_logits)
+    show_attention: bool = False  # the spec has an `attention` block or a growth was given
 
     @property
     def name(self) -> str:
@@ -325,11 +330,23 @@ class CaseCheck:
 
     @property
     def warnings(self) -> list[str]:
-        return [
+        out = [
             x.eps.message for x in self.layers.values() if x.eps is not None and x.eps.underflow
         ]
+        out += [x.message for x in self.attention if not x.stable and not x.counted]
+        if self.depth is not None:
+            out += self.depth.warnings
+        return out
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._width_dict()
+        if self.show_attention:
+            out["attention"] = [x.to_dict() for x in self.attention]
+        if self.depth is not None:
+            out["depth"] = self.depth.to_dict()
+        return out
+
+    def _width_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer,
             "alignment": str(self.alignment),
@@ -352,6 +369,7 @@ class CheckReport:
     base_width: int
     eps: float
     cases: tuple[CaseCheck, ...] = field(default_factory=tuple)
+    depth_checked: bool = False  # every case carries a `depth` (docs/analysis.md)
 
     @property
     def stable(self) -> bool:
@@ -515,9 +533,14 @@ def _check_case(
     grad_scale: float,
     grad_width: int,
     ratio: float,
+    depth: dict[str, Any] | None = None,
+    growth: str | None = None,
 ) -> CaseCheck:
+    """One case; `depth` (the `depth`, `base_depth`, `depth_alpha` arguments of compile)
+    adds the depth axis, `growth` counts the attention logits in the verdict."""
     compiled = compile_spec(
-        spec, width=width, base_width=base_width, optimizer=optimizer, alignment=alignment
+        spec, width=width, base_width=base_width, optimizer=optimizer, alignment=alignment,
+        **(depth or {}),
     )
     theory = compiled.theory
     prescribed = resolve_theory(_all_auto(spec), optimizer, alignment)
@@ -562,14 +585,24 @@ def _check_case(
         verdict = "feature learning"
     else:
         verdict = "kernel/lazy"
+    deep = None
+    if depth is not None:
+        deep = check_depth(spec, optimizer, compiled.depth_alpha, compiled.depth,
+                           compiled.base_depth, compiled.depth_theory)
+    logits = check_logits(spec, theory, growth)
+    stable = (theory.stable and (deep is None or deep.stable)
+              and all(x.stable for x in logits if x.counted))
     return CaseCheck(
         optimizer,
         alignment,
         layers,
-        theory.stable,
+        stable,
         theory.feature_learning,
         verdict,
         theory.r_last_hidden,
+        deep,
+        logits,
+        spec.attention is not None or growth is not None,
     )
 
 
@@ -584,6 +617,10 @@ def check(
     grad_scale: float = GRAD_SCALE,
     grad_width: int = GRAD_WIDTH,
     ratio: float = UNDERFLOW_RATIO,
+    depth: int | None = None,
+    base_depth: int | None = None,
+    depth_alpha: str | float | Fraction | None = None,
+    attention: str | None = None,
 ) -> CheckReport:
     """Check a spec against the theory: stability, feature learning, epsilon underflow.
 
@@ -597,6 +634,17 @@ def check(
     for the epsilon warning: the absolute epsilon is `eps * eps_scale(width)`, the nominal
     RMS gradient entry `grad_scale * (width / grad_width)^(-g)`, and a layer underflows
     when `eps >= ratio * sqrt(v)`.
+
+    Depth (`_depthcheck`, docs/analysis.md "Depth"): checked when the spec uses depth
+    (`m`, `depth`, `residual`, `base_depth`, `depth_alpha`) or when `depth`, `base_depth`
+    or `depth_alpha` is given (so `check("mup", depth=16)` asks a depth-blind spec about
+    depth: unstable, its residual stream's update grows like m). Each case then carries a
+    `DepthCheck` and is stable only when it is stable in depth too. The verdicts depend
+    on the exponents only; `depth` and `base_depth` set the m shown.
+
+    Attention (`_logits`): the logits under both growths (head count, head size) are
+    reported, a growth under which they grow as a warning; `attention="head_size"` or
+    `"heads"` says which the model has and counts them in the verdict.
 
     Example:
         >>> from paramspec._analysis._check import check
@@ -615,12 +663,16 @@ def check(
                 hint=f"e.g. {name}={defaults[name]:g}",
             )
     check_width = DEFAULT_CHECK_WIDTH if width is None else width
+    deep = None
+    if depth_wanted(resolved, depth, base_depth, depth_alpha):
+        deep = {"depth": depth, "base_depth": base_depth, "depth_alpha": depth_alpha}
     cases = tuple(
-        _check_case(resolved, o, a, check_width, base_width, eps, grad_scale, grad_width, ratio)
+        _check_case(resolved, o, a, check_width, base_width, eps, grad_scale, grad_width, ratio,
+                    deep, attention)
         for o, a in _cases(resolved, optimizer, alignment)
     )
     base = base_width if base_width is not None else resolved.base_width or 1
-    return CheckReport(resolved.name, check_width, base, float(eps), cases)
+    return CheckReport(resolved.name, check_width, base, float(eps), cases, deep is not None)
 
 
 # ------------------------------------------------------------------ rendering
@@ -651,6 +703,13 @@ def render_check(report: CheckReport) -> Any:
 
     parts: list[Any] = []
     overall = "stable" if report.stable else "UNSTABLE"
+    axes = [word for word, bad in (
+        ("width", any(c.unstable_layers for c in report.cases)),
+        ("depth", any(c.depth is not None and not c.depth.stable for c in report.cases)),
+        ("attention logits", any(not x.stable for c in report.cases for x in c.attention
+                                 if x.counted))) if bad]
+    if axes and axes != ["width"]:  # width alone: the words of a width-only check
+        overall += " in " + " and ".join(axes)
     fl = "feature learning" if report.feature_learning else "not feature learning everywhere"
     parts.append(Text(f"{report.spec}: {overall}, {fl}"))
     for case in report.cases:
@@ -682,4 +741,41 @@ def render_check(report: CheckReport) -> Any:
             if layer.eps is not None:
                 tag = "warning" if layer.eps.underflow else "note"
                 parts.append(Text(f"  {tag}: {layer.eps.message}"))
+        for logit in case.attention:
+            if logit.counted:
+                tag = "attention" if logit.stable else "UNSTABLE"
+                parts.append(Text(f"  {tag}: {logit.message}"))
+            elif not logit.stable:
+                parts.append(Text(f"  warning: {logit.message}"))
+        if case.depth is not None:
+            parts += _render_depth(report.spec, case)
     return Group(*parts)
+
+
+def _render_depth(spec: str, case: CaseCheck) -> list[Any]:
+    """The depth table of one case (docs/analysis.md "Depth")."""
+    from rich.table import Table
+    from rich.text import Text
+
+    d = case.depth
+    assert d is not None
+    table = Table(
+        title=(f"{spec} in depth under {case.optimizer} (m = depth / base depth = "
+               f"{d.depth}/{d.base_depth}, alpha {d.alpha}, branch {mpow(d.beta)}; branches at "
+               f"init ~ {mpow(d.init)}): {d.verdict}"),
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    for column in ("layer", "blocks", "a_m", "b_m", "c_m", "g_m", "s", "q", "r_m", "verdict"):
+        table.add_column(column, justify="left" if column in ("layer", "blocks", "verdict")
+                         else "right")
+    for name, x in d.layers.items():
+        table.add_row(name, "repeated" if x.repeated else "fixed", str(x.a), str(x.b), str(x.c),
+                      str(x.g), str(x.step), str(x.q), str(x.r), x.verdict)
+    parts: list[Any] = [Text(""), table]
+    parts += [Text(f"  depth: {r}") for r in d.reasons]
+    for name, x in d.layers.items():
+        parts += [Text(f"  {name}: {r}") for r in x.reasons]
+        parts += [Text(f"  warning: {w}") for w in x.warnings]
+    return parts
