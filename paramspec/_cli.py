@@ -233,12 +233,18 @@ def explain_cmd(
     width: Annotated[int | None, typer.Option(
         "--width", help="Also show the numbers at this width.")] = None,
     base_width: BaseWidthOpt = None,
+    depth: DepthOpt = None,
+    base_depth: BaseDepthOpt = None,
+    depth_alpha: DepthAlphaOpt = None,
 ) -> None:
-    """Derive each of LAYER's exponents, step by step, in plain words."""
+    """Derive each of LAYER's exponents, step by step, in plain words (its depth exponents
+    too when SPEC uses depth or a depth option is given). LAYER `attention` explains the
+    logit scale, `residual` the residual branch multiplier."""
     from ._analysis import explain
 
     _emit(explain(spec, layer, optimizer=optimizer.value if optimizer else None,
-                  alignment=alignment, width=width, base_width=base_width))
+                  alignment=alignment, width=width, base_width=base_width, depth=depth,
+                  base_depth=base_depth, depth_alpha=depth_alpha))
 
 
 @app.command("equiv")
@@ -255,6 +261,7 @@ def equiv_cmd(
     weight_decay: Annotated[bool, typer.Option(
         "--weight-decay", help="Also require the per-step weight decay to match.")] = False,
     format: FormatOpt = Format.table,
+    depth_alpha: DepthAlphaOpt = None,
 ) -> None:
     """Do A and B train identically under the symmetry (a, b, c, e) -> (a+θ, b-θ, c', e')?
     Prints θ per layer and the canonical forms. Exit 0 when equivalent, 3 when not."""
@@ -262,7 +269,8 @@ def equiv_cmd(
 
     report = equivalent(a, b, optimizer=optimizer.value if optimizer else None,
                         alignment=alignment, width=width, base_width=base_width,
-                        constants=not exponents_only, weight_decay=weight_decay)
+                        constants=not exponents_only, weight_decay=weight_decay,
+                        depth_alpha=depth_alpha)
     if format is Format.json:
         _json(report.to_dict())
     else:

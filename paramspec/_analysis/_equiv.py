@@ -181,8 +181,15 @@ class EquivReport:
     constants_equivalent: bool | None  # None when constants were not compared
     weight_decay_equivalent: bool
     notes: tuple[str, ...] = ()
+    depth: dict[str, Any] | None = None  # the depth comparison, when a spec uses depth
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._width_dict()
+        if self.depth is not None:
+            out["depth"] = self.depth
+        return out
+
+    def _width_dict(self) -> dict[str, Any]:
         return {
             "equivalent": self.equivalent,
             "theta": {k: str(v) for k, v in self.theta.items()},
@@ -217,10 +224,12 @@ _VALUE_WORDS = {
 
 
 def _compile(
-    spec: Spec, optimizer: str | None, alignment: Any, width: int, base_width: int | None
+    spec: Spec, optimizer: str | None, alignment: Any, width: int, base_width: int | None,
+    depth_alpha: Any = None,
 ) -> Compiled:
     return compile_spec(
-        spec, width=width, base_width=base_width, optimizer=optimizer, alignment=alignment
+        spec, width=width, base_width=base_width, optimizer=optimizer, alignment=alignment,
+        depth_alpha=depth_alpha,
     )
 
 
@@ -241,6 +250,7 @@ def equivalent(
     constants: bool = True,
     weight_decay: bool = False,
     rel_tol: float = 1e-9,
+    depth_alpha: str | float | Fraction | None = None,
 ) -> EquivReport:
     """Decide whether specs `a` and `b` train identically under `optimizer`.
 
@@ -253,6 +263,11 @@ def equivalent(
     `weight_decay=True`, the same per-step decay `c + wd` (off by default: it only
     matters when the optimizer's weight decay is > 0, and is reported in `notes`).
 
+    Depth (`_equivextra`): when either spec uses depth, also the same residual branch
+    exponent and every block's canonical depth form under the depth analogue of the
+    symmetry, each spec at its own `depth_alpha` unless `depth_alpha` is given. Attention:
+    the same logit scale (exponents under both growths; its value with `constants`).
+
     Example:
         >>> from paramspec._analysis._equiv import equivalent
         >>> report = equivalent("sp", "ntk", optimizer="adam")
@@ -264,8 +279,10 @@ def equivalent(
     if alignment is not None:
         alignment = parse_alignment(alignment)
     spec_a, spec_b = as_spec(a), as_spec(b)
-    ca = _compile(spec_a, optimizer, alignment, width, base_width)
-    cb = _compile(spec_b, optimizer, alignment, width, base_width)
+    from ._equivextra import attention_reasons, depth_compare
+
+    ca = _compile(spec_a, optimizer, alignment, width, base_width, depth_alpha)
+    cb = _compile(spec_b, optimizer, alignment, width, base_width, depth_alpha)
     reasons: list[str] = []
     notes: list[str] = []
     if ca.optimizer_name != cb.optimizer_name:
@@ -349,6 +366,17 @@ def equivalent(
                     reasons.append(text)
                 elif not any(n.startswith(f"`{name}`: c + wd") for n in notes):
                     notes.append(text + " (matters only with weight decay > 0)")
+    logits = attention_reasons(ca, cb, constants)
+    reasons += logits
+    exponents_ok = exponents_ok and not any("grows the scale" in r for r in logits)
+    if logits and values_ok is not None and exponents_ok:
+        values_ok = False
+    depth_part, depth_reasons, depth_notes = depth_compare(ca, cb, shared, constants,
+                                                           weight_decay)
+    reasons += depth_reasons
+    notes += depth_notes
+    if depth_reasons:
+        exponents_ok = False
     ok = exponents_ok and (values_ok is not False) and (decay_ok or not weight_decay)
     return EquivReport(
         equivalent=ok,
@@ -365,6 +393,7 @@ def equivalent(
         constants_equivalent=values_ok,
         weight_decay_equivalent=decay_ok,
         notes=tuple(notes),
+        depth=depth_part,
     )
 
 
@@ -395,6 +424,35 @@ def render_equiv(report: EquivReport) -> Any:
             name, str(th), pair("b", name), pair("c", name), pair("e", name), pair("decay", name)
         )
     parts: list[Any] = [head, table]
+    if report.depth is not None:
+        parts.append(_depth_table(report))
     parts += [Text(f"  reason: {r}") for r in report.reasons]
     parts += [Text(f"  note: {n}") for n in report.notes]
     return Group(*parts)
+
+
+def _depth_table(report: EquivReport) -> Any:
+    """The depth canonical forms (docs/analysis.md "Depth")."""
+    from rich.table import Table
+
+    d = report.depth
+    assert d is not None
+
+    def pair(x: str, y: str) -> str:
+        return x if x == y else f"{x} | {y}"
+
+    table = Table(
+        show_edge=False,
+        pad_edge=False,
+        title=(f"in depth (alpha {pair(d['alpha']['a'], d['alpha']['b'])}, branch m^(-beta), "
+               f"beta {pair(d['branch']['a'], d['branch']['b'])}; every layer shifted to "
+               "a_m = 0)"),
+        title_justify="left",
+    )
+    for column in ("layer", "theta_m", "a_m+b_m", "c_m+ka_m", "e_m-a_m", "c_m+wd_m"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    ca, cb = d["canonical"]["a"], d["canonical"]["b"]
+    for name, th in d["theta_m"].items():
+        table.add_row(name, th, *(pair(ca[name].get(k, "-"), cb[name].get(k, "-"))
+                                  for k in ("b", "c", "e", "decay")))
+    return table

@@ -58,7 +58,8 @@ class LogitCheck:
             parts.append(f"their change grows like n^({-th.r}) (r = {th.r})")
         state = "; ".join(parts) if parts else (
             "Theta(1)" if th.r == 0 else f"their change vanishes like n^(-{th.r})")
-        text = f"attention logits {GROWTH_WORDS[self.growth]}: scale ∝ n^(-{th.t}), {state}"
+        scale = "1" if th.t == 0 else f"n^({-th.t})"
+        text = f"attention logits {GROWTH_WORDS[self.growth]}: scale ∝ {scale}, {state}"
         if not self.stable:
             text += (f". Fix: `attention {{ logits {MUP_LOGITS} }}` (muP's 1/d, docs/theory.md "
                      "§9)")
@@ -72,10 +73,14 @@ class LogitCheck:
 
 
 def check_logits(spec: Spec, theory: Theory, growth: str | None) -> tuple[LogitCheck, ...]:
-    """Both growths (or the one given) for a spec with a hidden block; () otherwise."""
+    """Both growths (or the one given) for a spec with a hidden block; () otherwise, and
+    () while the blocks themselves are unstable (their change, not the scale, is the cause
+    then, and the width check names it)."""
     if growth is not None and growth not in GROWTHS:
         raise SpecError(f"unknown attention growth `{growth}`",
                         hint=f"use one of {', '.join(GROWTHS)}")
+    if not theory.stable:
+        return ()
     out = []
     for g in GROWTHS if growth is None else (growth,):
         try:

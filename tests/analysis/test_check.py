@@ -37,6 +37,9 @@ def test_builtins_pass_for_their_own_optimizer(name):
         for layer in ("hidden", "readout"):
             assert layer in case.unstable_layers
             assert any("needs c >= 1" in r for r in case.layers[layer].reasons)
+    elif name == "sp-depth":  # stable in width, not in depth (its init-only heuristic)
+        assert not report.stable and report.feature_learning
+        assert all(not c.unstable_layers and not c.depth.stable for c in report.cases)
     else:
         assert report.stable and report.feature_learning
         assert all(case.verdict == "feature learning" for case in report.cases)
