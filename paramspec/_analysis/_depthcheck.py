@@ -127,6 +127,10 @@ def _lr_fix(p: Exponent) -> str:
     return "no depth factor" if p.is_zero else f"m^({render_exponent(p)})"
 
 
+def _lr_words(p: Exponent) -> str:
+    return "an lr with no depth factor" if p.is_zero else f"lr ∝ m^({render_exponent(p)})"
+
+
 def where(spec: Spec, block: Block) -> str:
     """`block `x`` plus `(file:line:col)` for a spec read from a user's file."""
     span = block.span
@@ -263,13 +267,13 @@ def check_depth(spec: Spec, optimizer: str, alpha: Fraction, depth: int,
             why.append(
                 f"the m repeated blocks' updates move the residual stream by "
                 f"{mpow(r)} (r = beta + a + s - 1 = {beta} + {d.a} + {s} - 1 = {r}): unstable "
-                f"in depth. Fix: lr {_lr_fix(need)} in {label} (`lr auto` with `depth repeated` "
+                f"in depth. Fix: {_lr_words(need)} in {label} (`lr auto` with `depth repeated` "
                 "derives it)" + ("" if spec.residual is not None else
                                  ", or a `residual { branch m^(-alpha) }` block"))
         elif repeated and r > 0:
             why.append(
                 f"the repeated blocks' updates together move the residual stream by only "
-                f"{mpow(r)} (r = {r}): it vanishes with depth (lazy). Fix: lr {_lr_fix(need)} "
+                f"{mpow(r)} (r = {r}): it vanishes with depth (lazy). Fix: {_lr_words(need)} "
                 f"in {label}")
         if repeated and q < 0:
             why.append(f"the block's own output (before the branch multiplier) changes by "
@@ -277,7 +281,7 @@ def check_depth(spec: Spec, optimizer: str, alpha: Fraction, depth: int,
         if not repeated and r != 0:
             grows = "grows" if r < 0 else "vanishes"
             why.append(f"outside the repeated blocks its update {grows} like {mpow(r)} "
-                       f"(a + s = {r}); fix: lr {_lr_fix(need)} in {label}, or no depth factor")
+                       f"(a + s = {r}); fix: {_lr_words(need)} in {label}")
         if init is not None and init != 0:
             grows = "grows" if init < 0 else "vanishes"
             why.append(f"outside the repeated blocks its init {grows} like {mpow(init)} "

@@ -85,21 +85,45 @@ def explain(
     alignment: str | float | Fraction | None = None,
     width: int | None = None,
     base_width: int | None = None,
+    depth: int | None = None,
+    base_depth: int | None = None,
+    depth_alpha: str | float | Fraction | None = None,
 ) -> str:
     """How every exponent of `layer` follows from the spec, for one optimizer and alignment.
 
     Unset `optimizer`/`alignment` come from the spec, then adam and full (as `compile`).
-    With `width`, the numbers at that width are appended.
+    With `width`, the numbers at that width are appended. When the spec uses depth or
+    `depth`/`base_depth`/`depth_alpha` is given, a depth step follows (`_explainextra`);
+    `layer="attention"` explains the logit scale and `layer="residual"` the residual
+    branch multiplier (unless the spec has blocks of those names).
 
     Example:
         >>> from paramspec._analysis._explain import explain
         >>> "c = 1" in explain("mup", "hidden")
         True
     """
+    from ._depthcheck import depth_wanted
+    from ._explainextra import explain_attention, explain_depth, explain_residual
+
     resolved = as_spec(spec)
     compiled = compile_spec(
-        resolved, width=width or 1, base_width=base_width, optimizer=optimizer, alignment=alignment
+        resolved, width=width or 1, base_width=base_width, optimizer=optimizer, alignment=alignment,
+        depth=depth, base_depth=base_depth, depth_alpha=depth_alpha,
     )
+    deep = depth_wanted(resolved, depth, base_depth, depth_alpha)
+    if layer in ("attention", "residual") and layer not in [b.name for b in resolved.blocks]:
+        out: list[str] = [
+            f"{resolved.name}, {layer}, under {compiled.optimizer_name} with alignment "
+            f"{alignment_label(compiled.alignment)}", ""]
+        number = [0]
+
+        def step(text: str) -> None:
+            number[0] += 1
+            out.append(f"{number[0]}. {text}")
+
+        (explain_attention if layer == "attention" else explain_residual)(
+            compiled, out.append, step)
+        return "\n".join(out) + "\n"
     block = compiled.block(layer)
     theory = compiled.theory
     t = theory.layers[layer]
@@ -255,6 +279,9 @@ def explain(
             f"lr * wd ~ {npow(t.c + t.wd)} (it matters only when the optimizer's weight decay "
             "is > 0)."
         )
+    if deep:
+        say("")
+        explain_depth(compiled, layer, say, head)
     if width is not None:
         say("")
         head(
