@@ -127,16 +127,27 @@ def _lr_fix(p: Exponent) -> str:
     return "no depth factor" if p.is_zero else f"m^({render_exponent(p)})"
 
 
-def _lr_words(p: Exponent) -> str:
-    return "an lr with no depth factor" if p.is_zero else f"lr ∝ m^({render_exponent(p)})"
+def _lr_words(p: Exponent, alpha: Fraction) -> str:
+    if p.is_zero:
+        return "an lr with no depth factor"
+    text = f"lr ∝ m^({render_exponent(p)})"
+    if p.alpha != 0:
+        value = p.at_alpha(alpha)
+        text += f" (= {mpow(-value)} at alpha {alpha})"
+    return text
 
 
-def where(spec: Spec, block: Block) -> str:
-    """`block `x`` plus `(file:line:col)` for a spec read from a user's file."""
-    span = block.span
+def _user_span(node: Block | Expr | None) -> str | None:
+    span = None if node is None else node.span
     if span is None or span.file in (None, "<string>") or Path(span.file).parent == specs_dir():
-        return f"block `{block.name}`"
-    return f"block `{block.name}` ({span.file}:{span.line}:{span.column})"
+        return None  # a built-in is named, not located (no machine paths in outputs)
+    return f"{span.file}:{span.line}:{span.column}"
+
+
+def where(block: Block, expr: Expr | None = None) -> str:
+    """`block `x`` plus `(file:line:col)` of `expr` (else of the block) in a user's file."""
+    at = _user_span(expr) or _user_span(block)
+    return f"block `{block.name}`" + (f" ({at})" if at else "")
 
 
 @dataclass(frozen=True)
@@ -171,7 +182,7 @@ class DepthLayerCheck:
                           "e": str(self.e), "g": str(self.g), "s": str(self.step),
                           "q": str(self.q), "r": str(self.r)},
             "init": None if self.init is None else str(self.init),
-            "needed_lr": _lr_fix(self.prescribed),
+            "needed_lr_power": render_exponent(self.prescribed),  # lr ∝ m^(this)
             "stable": self.stable,
             "verdict": self.verdict,
             "reasons": list(self.reasons),
@@ -261,19 +272,19 @@ def check_depth(spec: Spec, optimizer: str, alpha: Fraction, depth: int,
             r = q
             init = None if zero_or_keep else d.a + d.b
         need = needed_lr_power(spec, block, optimizer, repeated)
-        label = where(spec, block)
+        label = where(block, block.lr)
         why: list[str] = []
         if repeated and r < 0:
             why.append(
                 f"the m repeated blocks' updates move the residual stream by "
                 f"{mpow(r)} (r = beta + a + s - 1 = {beta} + {d.a} + {s} - 1 = {r}): unstable "
-                f"in depth. Fix: {_lr_words(need)} in {label} (`lr auto` with `depth repeated` "
+                f"in depth. Fix: {_lr_words(need, alpha)} in {label} (`lr auto` with `depth repeated` "
                 "derives it)" + ("" if spec.residual is not None else
                                  ", or a `residual { branch m^(-alpha) }` block"))
         elif repeated and r > 0:
             why.append(
                 f"the repeated blocks' updates together move the residual stream by only "
-                f"{mpow(r)} (r = {r}): it vanishes with depth (lazy). Fix: {_lr_words(need)} "
+                f"{mpow(r)} (r = {r}): it vanishes with depth (lazy). Fix: {_lr_words(need, alpha)} "
                 f"in {label}")
         if repeated and q < 0:
             why.append(f"the block's own output (before the branch multiplier) changes by "
@@ -281,15 +292,16 @@ def check_depth(spec: Spec, optimizer: str, alpha: Fraction, depth: int,
         if not repeated and r != 0:
             grows = "grows" if r < 0 else "vanishes"
             why.append(f"outside the repeated blocks its update {grows} like {mpow(r)} "
-                       f"(a + s = {r}); fix: {_lr_words(need)} in {label}")
+                       f"(a + s = {r}); fix: {_lr_words(need, alpha)} in {label}")
         if init is not None and init != 0:
             grows = "grows" if init < 0 else "vanishes"
             why.append(f"outside the repeated blocks its init {grows} like {mpow(init)} "
-                       f"(a + b = {init}); drop the depth factor of its init/multiplier")
+                       f"(a + b = {init}); drop the depth factor of its init/multiplier in "
+                       f"{where(block, block.init)}")
         warnings: list[str] = []
         if optimizer in WITH_EPS and g > d.e and block.eps is not None:
             warnings.append(
-                f"{label}: the gradient shrinks like {mpow(g)} in depth but eps like "
+                f"{where(block, block.eps)}: the gradient shrinks like {mpow(g)} in depth but eps like "
                 f"{mpow(d.e)}: eps/sqrt(v) grows like {mpow(d.e - g)} and swamps the step at "
                 "large depth. Use `eps auto` with the block's `depth` line")
         layers[block.name] = DepthLayerCheck(
