@@ -35,8 +35,6 @@ from .._errors import SpecError
 from .._ir import OPTIMIZERS, Expr, Spec
 from .._library import load, resolve, validate
 from .._muon_rule import MUON
-from ._depthcheck import DepthCheck, check_depth, depth_wanted, mpow
-from ._logits import LogitCheck, check_logits
 from .._theory import (
     INPUT_LIKE,
     LayerTheory,
@@ -45,6 +43,8 @@ from .._theory import (
     resolve_theory,
     stability_condition,
 )
+from ._depthcheck import DepthCheck, check_depth, depth_wanted, mpow
+from ._logits import LogitCheck, check_logits
 
 __all__ = [
     "CaseCheck",

@@ -11,7 +11,6 @@ and reports a growth under which the logits grow as a warning; told the growth
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from .._attention import GROWTHS, LogitTheory, logit_theory
