@@ -33,6 +33,10 @@ def test_docstring_examples_run(name):
     assert result.failed == 0
 
 
+def _from(text: str, start: str) -> str:
+    return text[text.index(start):]
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -40,8 +44,12 @@ def test_docstring_examples_run(name):
         lambda: to_text(render_equiv(equivalent("sp", "ntk", optimizer="adam"))),
         lambda: to_text(render_equiv(equivalent("sp", "mup", optimizer="adam"))),
         lambda: explain("mup", "hidden", width=1024),
+        lambda: to_text(render_check(check("completep", depth=16, base_depth=4))),
+        lambda: _from(to_text(render_check(check("mup", depth=16))), "mup in depth"),
+        lambda: _from(explain("completep", "hidden", depth=16, base_depth=4), "7. Depth"),
     ],
-    ids=["check sp-global", "equiv sp ntk", "equiv sp mup", "explain mup hidden"],
+    ids=["check sp-global", "equiv sp ntk", "equiv sp mup", "explain mup hidden",
+         "check completep depth", "check mup depth", "explain completep depth"],
 )
 def test_shown_output_is_current(make):
     text = make().rstrip("\n")
