@@ -311,11 +311,11 @@ def check_depth(spec: Spec, optimizer: str, alpha: Fraction, depth: int,
     init_exp = beta + total_ab - HALF if any_repeated else ZERO
     if init_exp < 0:
         fix = ("add `residual { branch m^(-alpha) }`" if spec.residual is None
-               else "a branch multiplier m^(-beta) with beta >= 1/2")
+               else "a branch multiplier m^(-beta) with beta >= 1/2, e.g. `branch m^(-alpha)`")
         reasons.append(
             f"at init the m independent branches add {mpow(init_exp)} to the residual stream "
-            f"(1/2 - beta - sum(a+b) over the repeated blocks = 1/2 - {beta} - {total_ab}): it "
-            f"grows with depth. Fix: {fix}")
+            f"(1/2 - beta - B = 1/2 - {beta} - {total_ab} = {-init_exp}, B the sum of a + b over "
+            f"the repeated blocks): it grows with depth. Fix: {fix}")
     if assumed and any_repeated:
         inner = ", ".join(f"`{n}`" for n, v in inside.items() if v)
         reasons.append(f"the spec says nothing about depth placement (no `depth` line): "
