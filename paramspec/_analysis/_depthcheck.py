@@ -74,9 +74,8 @@ def placement(spec: Spec) -> tuple[dict[str, bool], bool]:
     return {b.name: (b.role in REPEATED_ROLES) for b in spec.blocks}, True
 
 
-def depth_step(optimizer: str, a: Fraction, b: Fraction, c: Fraction, g: Fraction) -> Fraction:
+def depth_step(optimizer: str, b: Fraction, c: Fraction, g: Fraction) -> Fraction:
     """s: one entry of the stored weight's update is m^(-s) (module docstring)."""
-    del a
     if optimizer == "sgd":
         return c + g
     if optimizer == "adafactor":
@@ -260,7 +259,7 @@ def check_depth(spec: Spec, optimizer: str, alpha: Fraction, depth: int,
         d = dt.layers[block.name]
         repeated = inside[block.name]
         g = beta + d.a if repeated else d.a
-        s = depth_step(optimizer, d.a, d.b, d.c, g)
+        s = depth_step(optimizer, d.b, d.c, g)
         q = d.a + s
         zero_or_keep = block.init is not None and (
             block.init.kind == "keep" or block.init.constant == 0)
@@ -278,14 +277,15 @@ def check_depth(spec: Spec, optimizer: str, alpha: Fraction, depth: int,
             why.append(
                 f"the m repeated blocks' updates move the residual stream by "
                 f"{mpow(r)} (r = beta + a + s - 1 = {beta} + {d.a} + {s} - 1 = {r}): unstable "
-                f"in depth. Fix: {_lr_words(need, alpha)} in {label} (`lr auto` with `depth repeated` "
-                "derives it)" + ("" if spec.residual is not None else
-                                 ", or a `residual { branch m^(-alpha) }` block"))
+                f"in depth. Fix: {_lr_words(need, alpha)} in {label} (`lr auto` with "
+                "`depth repeated` derives it)" + (
+                    "" if spec.residual is not None
+                    else ", or a `residual { branch m^(-alpha) }` block"))
         elif repeated and r > 0:
             why.append(
                 f"the repeated blocks' updates together move the residual stream by only "
-                f"{mpow(r)} (r = {r}): it vanishes with depth (lazy). Fix: {_lr_words(need, alpha)} "
-                f"in {label}")
+                f"{mpow(r)} (r = {r}): it vanishes with depth (lazy). Fix: "
+                f"{_lr_words(need, alpha)} in {label}")
         if repeated and q < 0:
             why.append(f"the block's own output (before the branch multiplier) changes by "
                        f"{mpow(q)} per step (q = a + s = {q}): it grows inside the block")
@@ -301,8 +301,8 @@ def check_depth(spec: Spec, optimizer: str, alpha: Fraction, depth: int,
         warnings: list[str] = []
         if optimizer in WITH_EPS and g > d.e and block.eps is not None:
             warnings.append(
-                f"{where(block, block.eps)}: the gradient shrinks like {mpow(g)} in depth but eps like "
-                f"{mpow(d.e)}: eps/sqrt(v) grows like {mpow(d.e - g)} and swamps the step at "
+                f"{where(block, block.eps)}: the gradient shrinks like {mpow(g)} in depth but eps "
+                f"like {mpow(d.e)}: eps/sqrt(v) grows like {mpow(d.e - g)} and swamps the step at "
                 "large depth. Use `eps auto` with the block's `depth` line")
         layers[block.name] = DepthLayerCheck(
             block.name, block.role or "", repeated, d.a, d.b, d.c, d.e, g, s, q, r, init,

@@ -31,8 +31,9 @@ def _branch_words(compiled: Compiled) -> str:
     spec = compiled.spec
     if spec.residual is None or spec.residual.branch is None:
         return "no `residual` block: each branch's output is added as it is, beta = 0"
+    beta = compiled.depth_theory.branch  # type: ignore[union-attr]
     return (f"`residual {{ branch {render_expr(spec.residual.branch)} }}`: each branch's output "
-            f"is multiplied by m^(-beta), beta = {compiled.depth_theory.branch}")  # type: ignore[union-attr]
+            f"is multiplied by m^(-beta), beta = {beta}")
 
 
 def _head(compiled: Compiled) -> str:
