@@ -225,3 +225,14 @@ def test_cli_check_explain_equiv_in_depth():
     assert why.exit_code == 0 and "Residual branches" in why.stdout
     wrong = runner.invoke(app, ["check", "mup", "--depth-alpha", "2"])
     assert wrong.exit_code == 2 and "outside [1/2, 1]" in wrong.output
+
+
+def test_an_epsilon_without_its_depth_factor_is_warned_about():
+    spec = ps.parse("spec e\nextends completep\nhidden {\n    eps n^(-1)\n}\n")
+    case = check(spec, optimizer="adam", alignment="full").cases[0]
+    h = case.depth.layers["hidden"]
+    assert (h.g, h.e) == (1, 0) and h.stable  # a warning, not an instability
+    (warning,) = h.warnings
+    assert "eps/sqrt(v) grows like m^(1)" not in warning and "grows like m and" in warning
+    assert warning in case.warnings
+    assert not check("completep", optimizer="adam", alignment="full").warnings
