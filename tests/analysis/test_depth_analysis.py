@@ -11,6 +11,8 @@ import json
 from fractions import Fraction as F
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import paramspec as ps
@@ -236,3 +238,35 @@ def test_an_epsilon_without_its_depth_factor_is_warned_about():
     assert "eps/sqrt(v) grows like m^(1)" not in warning and "grows like m and" in warning
     assert warning in case.warnings
     assert not check("completep", optimizer="adam", alignment="full").warnings
+
+
+GRID = st.sampled_from([F(k, 4) for k in range(-4, 5)])
+
+
+@settings(max_examples=10, deadline=None)
+@given(theta=GRID, optimizer=st.sampled_from(OPTIMIZERS), alpha=st.sampled_from(ALPHAS))
+def test_the_depth_symmetry_changes_no_verdict(theta, optimizer, alpha):
+    """Storing `hidden` as m^(theta) w (multiplier m^(-theta), init m^(theta), lr/eps auto)
+    is the same training: equivalent, and check's depth exponents q, r_m unchanged."""
+    moved = ps.parse(f"spec moved\nextends completep\nhidden {{\n    multiplier m^({-theta})\n"
+                     f"    init fan_in^(-1/2) * m^({theta})\n}}\n")
+    report = equivalent("completep", moved, optimizer=optimizer, depth_alpha=alpha)
+    assert report.equivalent, report.reasons
+    assert F(report.depth["theta_m"]["hidden"]) == theta
+    a, b = (check(x, optimizer=optimizer, alignment="full", depth_alpha=alpha).cases[0].depth
+            for x in ("completep", moved))
+    assert (b.layers["hidden"].q, b.layers["hidden"].r) == (a.layers["hidden"].q, 0)
+
+
+@settings(max_examples=10, deadline=None)
+@given(p=GRID, optimizer=st.sampled_from(OPTIMIZERS), alpha=st.sampled_from(ALPHAS))
+def test_a_written_depth_lr_gives_the_hand_derived_stream_exponent(p, optimizer, alpha):
+    """lr ∝ m^p in completep's `hidden`: r_m = beta + s - 1 with s = -p (+ g under sgd)."""
+    spec = ps.parse(f"spec w\nextends completep\nhidden {{\n    lr n^(-1) * m^({p})\n}}\n")
+    h = check(spec, optimizer=optimizer, alignment="full",
+              depth_alpha=alpha).cases[0].depth.layers["hidden"]
+    s = -p + (alpha if optimizer == "sgd" else 0)
+    assert (h.step, h.q, h.r) == (s, s, alpha + s - 1)
+    assert h.verdict == ("unstable in depth" if alpha + s < 1 or s < 0 else
+                         "vanishing in depth" if alpha + s > 1 else
+                         "every block learns" if s == 0 else "lazy blocks")
