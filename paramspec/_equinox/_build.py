@@ -12,16 +12,25 @@ follows without being told again.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import jax
 
 from .._attention import needs_growth
+from .._depth import uses_depth
 from .._errors import SpecError
 from .._select import assign_blocks
 from ._attention import attention_growth, scale_attention
-from ._multiply import block_labels, multiply
+from ._depth_learn import (
+    Place,
+    accepts_depth,
+    at_depth,
+    branch_parameters,
+    check_declared,
+    learn_places,
+)
+from ._multiply import block_labels, multiply, recorded_params
 from ._own_init import check_init_from, rescale_own_init
 from ._reinit import reinit
 from ._roles import LeafInfo, ParamRecord, describe_leaves, infer_leaves, map_parameters
@@ -69,7 +78,10 @@ def _floor(compiled: Compiled, block: str, fans: dict[str, Any], form: Form) -> 
     return factor
 
 
-def _values(compiled: Compiled, block: str, info: LeafInfo, form: Form) -> dict[str, Any]:
+def _values(compiled: Compiled, block: str, info: LeafInfo, form: Form,
+            place: str | None = None) -> dict[str, Any]:
+    """The numbers of one parameter; `place`: where it sits in depth ("repeated",
+    "fixed", or None where not learned: the block's `depth` line decides)."""
     fans = {"fan_in": info.fan_in, "fan_out": info.fan_out}
     if form == "absorbed":
         from .._analysis import absorb_layer
@@ -83,7 +95,8 @@ def _values(compiled: Compiled, block: str, info: LeafInfo, form: Form) -> dict[
             "wd": folded.wd_scale,
             "floor": _floor(compiled, block, fans, form),
         }
-    values = {q: compiled.value(block, q, **fans) for q in ("multiplier", "init", "lr", "eps", "wd")}
+    values = {q: compiled.value(block, q, **fans, depth_place=place)
+              for q in ("multiplier", "init", "lr", "eps", "wd")}
     return {**values, "floor": _floor(compiled, block, fans, form)}
 
 
@@ -97,9 +110,20 @@ def _parameterize(
     base: tuple[Any, list[LeafInfo]] | None = None,
     tied: Mapping[str, str] | None = None,
     growth: Mapping[str, str] | str | None = None,
+    places: Mapping[str, Place] | None = None,
+    branches: Sequence[str] | None = None,
 ) -> Any:
     blocks = assign_blocks(compiled.blocks, leaves, roles)
-    values = {info.path: _values(compiled, blocks[info.path], info, form) for info in leaves}
+    if places is not None:
+        check_declared(compiled, leaves, blocks, places)
+    place = {info.path: places[info.path].name for info in leaves} if places else {}
+    values = {info.path: _values(compiled, blocks[info.path], info, form, place.get(info.path))
+              for info in leaves}
+    # The residual-branch multiplier, folded into each branch's output projection.
+    branch = compiled.branch_multiplier()
+    in_branch = branch_parameters(compiled, leaves, branches, places) if branches else set()
+    for path in in_branch:
+        values[path]["multiplier"] = branch * values[path]["multiplier"]
     ties = resolve_ties(compiled, leaves, blocks, values, tied,
                         lambda block, info: _values(compiled, block, info, form))
     check_reads(model, leaves, blocks, {b.name: b.role for b in compiled.blocks}, ties)
@@ -131,7 +155,9 @@ def _parameterize(
         lambda info: values[info.path]["multiplier"],
         leaves=leaves,
         label_for=lambda info: label + blocks[info.path],
-        record_for=lambda info: ParamRecord(info.role, info.layout, ties.get(info.path)),
+        record_for=lambda info: ParamRecord(
+            info.role, info.layout, ties.get(info.path), place.get(info.path),
+            branch if info.path in in_branch else None),
     )
     # the spec's attention logit scale, on the query projections (see _attention.py)
     return scale_attention(compiled, model, leaves, growth)
@@ -148,6 +174,8 @@ def init(
     form: Form = "multiplier",
     init_from: str = "spec",
     tied: Mapping[str, str] | None = None,
+    branches: Sequence[str] | None = None,
+    other_depth: int | None = None,
 ) -> Any:
     _check_form(form)
     check_init_from(init_from)
@@ -159,6 +187,14 @@ def init(
         )
     other = other_width if other_width is not None else 2 * compiled.width
     model_key, init_key = jax.random.split(key)
+    # Depth (docs/models.md, "Depth"): a make_model that takes `depth` is built at the
+    # compiled depth, and the repeated blocks are learned from a second depth.
+    places = None
+    if compiled.depth_given and accepts_depth(make_model):
+        if uses_depth(compiled.spec):
+            places = learn_places(make_model, compiled.width, compiled.depth,
+                                  other_depth or 2 * compiled.depth, model_key)
+        make_model = at_depth(make_model, compiled.depth)
     leaves = infer_leaves(make_model, compiled.width, other, key=model_key, layouts=layouts)
     model = make_model(compiled.width, model_key)
     growth = None
@@ -169,7 +205,8 @@ def init(
         base_model = model if compiled.base_width == compiled.width else _build_at_base(
             make_model, compiled.base_width, model_key)
         base = (base_model, describe_leaves(base_model, layouts=layouts))
-    return _parameterize(compiled, model, init_key, leaves, roles, form, base, tied, growth)
+    return _parameterize(compiled, model, init_key, leaves, roles, form, base, tied, growth,
+                         places, branches)
 
 
 def _build_at_base(make_model: Callable[[int, Any], Any], base_width: int, key: Any) -> Any:
@@ -198,6 +235,7 @@ def apply(
     base_model: Any = None,
     tied: Mapping[str, str] | None = None,
     attention: Mapping[str, str] | str | None = None,
+    branches: Sequence[str] | None = None,
 ) -> Any:
     _check_form(form)
     check_init_from(init_from)
@@ -215,7 +253,8 @@ def apply(
     elif base_model is not None:
         raise SpecError("base_model= is only used with init_from='model'",
                         hint="add init_from='model', or leave base_model out")
-    return _parameterize(compiled, model, key, leaves, roles, form, base, tied, attention)
+    return _parameterize(compiled, model, key, leaves, roles, form, base, tied, attention,
+                         None, branches)
 
 
 def per_leaf_values(compiled: Compiled, model: Any) -> Any:
@@ -235,6 +274,7 @@ def per_leaf_values(compiled: Compiled, model: Any) -> Any:
             "with c.apply(model, key, roles=...), then call c.optimizer on the result",
         )
     names = {b.name for b in compiled.blocks}
+    records = recorded_params(model)
 
     def values(info: LeafInfo) -> dict[str, Any]:
         form, block = _split_label(labels[info.path])
@@ -243,7 +283,8 @@ def per_leaf_values(compiled: Compiled, model: Any) -> Any:
                 f"parameter {info.path} was parameterized by block `{block}`, which spec "
                 f"`{compiled.spec.name}` does not have",
                 hint="use the same compiled spec for c.init and c.optimizer")
-        return _values(compiled, block, info, form)
+        record = records.get(info.path)
+        return _values(compiled, block, info, form, None if record is None else record.depth)
 
     return map_parameters(values, model, leaves=infos)
 
