@@ -612,7 +612,8 @@ def roles_cmd(
     c = compile_spec(spec, width=width, base_width=base_width,
                      optimizer=optimizer.value if optimizer else None)
     built = c.init(user.make_model, jax.random.key(0), layouts=user.companion("LAYOUTS"),
-                   roles=user.companion("ROLES"), tied=user.companion("TIED"))
+                   roles=user.companion("ROLES"), tied=user.companion("TIED"),
+                   branches=user.companion("BRANCHES"))
     rows = c.describe(built)
     if format is Format.json:
         _json({"parameters": rows})

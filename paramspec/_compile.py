@@ -304,7 +304,8 @@ class Compiled:
         """
         from ._equinox._build import init
 
-        require_depth_one(self, "c.init", form=form, init_from=init_from)
+        # init_from="model" under depth needs the depth route: _build.init checks it
+        require_depth_one(self, "c.init", form=form)
         return set_branch_multipliers(self, init(
             self, make_model, key, other_width=other_width, roles=roles, layouts=layouts,
             form=form, init_from=init_from, tied=tied, branches=branches,  # type: ignore[arg-type]

@@ -213,7 +213,9 @@ def require_depth_one(compiled: object, what: str, *, form: str = "multiplier",
     if form == "absorbed":
         pending.append("form='absorbed' (folding the multipliers does not know depth)")
     if init_from == "model":
-        pending.append("init_from='model' (rescaling the model's own init does not know depth)")
+        pending.append("init_from='model' (the model's own init at the base depth needs a "
+                       "make_model that takes a `depth` keyword and a compiled depth: "
+                       "docs/models.md, \"Depth\")")
     if compiled.optimizer_name == "adafactor" and any(  # type: ignore[attr-defined]
             d.b != 0 for d in dt.layers.values()):
         pending.append("Adafactor's parameter-scale floor of blocks whose init has a depth "

@@ -90,12 +90,12 @@ def test_repeated_parameters_are_learned_from_two_depths():
 def test_folding_the_branch_multiplier_equals_the_branch_multiplier_field():
     # CompleteP at m = 2 (s = 1/2), n = 2: the reference transformer's own route (its
     # blocks' static `branch_multiplier`) against the fold into the output projections.
-    c = ps.compile("completep", width=16, base_width=8, depth=4, base_depth=2)
+    c = ps.compile("completep", width=16, base_width=8, depth=2, base_depth=1)
     field = c.init(REF, KEY)
     folded = c.init(REF, KEY, branches=REF_BRANCHES)
     assert {b.branch_multiplier for b in _blocks(field)} == {0.5}
     assert {b.branch_multiplier for b in _blocks(folded)} == {1.0}  # left alone
-    assert len(_blocks(folded)) == 4  # built at the compiled depth
+    assert len(_blocks(folded)) == 2  # built at the compiled depth
     tokens = jnp.arange(8).reshape(2, 4) % 16
     targets = (tokens + 1) % 16
 
@@ -123,7 +123,7 @@ def test_folding_the_branch_multiplier_equals_the_branch_multiplier_field():
 
 
 def test_branches_are_checked_against_the_learned_blocks():
-    c = ps.compile("completep", width=32, base_width=32, depth=4, base_depth=2)
+    c = ps.compile("completep", width=16, base_width=16, depth=3, base_depth=1)
     with pytest.raises(ps.SpecError, match="no residual-branch module") as e:
         c.init(gpt.make_model, KEY, tied=TIED)  # depth factors but no branch named
     assert "branches=" in e.value.hint
@@ -133,8 +133,7 @@ def test_branches_are_checked_against_the_learned_blocks():
     assert "'blocks[*].attn.c_proj', 'blocks[*].mlp.c_proj'" in e.value.hint  # candidates
     with pytest.raises(ps.SpecError, match="outside the repeated blocks: ln_f"):
         c.init(gpt.make_model, KEY, tied=TIED, branches=[*gpt.BRANCHES, "ln_f"])
-    with pytest.raises(ps.SpecError, match=r"repeated block\(s\) blocks\[1\], blocks\[2\], "
-                       r"blocks\[3\]"):
+    with pytest.raises(ps.SpecError, match=r"repeated block\(s\) blocks\[1\], blocks\[2\]:"):
         c.init(gpt.make_model, KEY, tied=TIED, branches=["blocks[0].*c_proj"])
     with pytest.raises(ps.SpecError, match="a list of path globs"):
         c.init(gpt.make_model, KEY, tied=TIED, branches="blocks[*].attn.c_proj")
@@ -151,7 +150,7 @@ final_norm {
     eps         auto
 }
 ''')
-    c = ps.compile(spec, width=32, base_width=32, depth=4, base_depth=2)
+    c = ps.compile(spec, width=16, base_width=16, depth=2, base_depth=1)
     with pytest.raises(ps.SpecError, match=r"blocks\[0\].ln_1.weight: block `final_norm` "
                        r"selects it by its `match` lines and says `depth fixed`, but it is "
                        r"inside the repeated block blocks\[0\]") as e:
@@ -160,34 +159,34 @@ final_norm {
 
 
 def test_user_models_get_the_depth_factors_on_the_right_parameters():
-    # completep (alpha = 1) at n = 2, m = 4: eps m^(-1) (times the width factor) inside
-    # the blocks, nothing outside; the branch multiplier 1/4 on the output projections.
+    # completep (alpha = 1) at n = 2, m = 2: eps m^(-1) (times the width factor) inside
+    # the blocks, nothing outside; the branch multiplier 1/2 on the output projections.
     cases = (
         (gpt, {"wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"},
-         {f"blocks[{i}].{b}.c_proj.{f}" for i in range(4) for b in ("attn", "mlp")
+         {f"blocks[{i}].{b}.c_proj.{f}" for i in range(2) for b in ("attn", "mlp")
           for f in ("weight", "bias")}),
         (llama, {"tok_embeddings.weight", "norm.weight", "output.weight"},
-         {f"layers[{i}].{m}.weight" for i in range(4)
+         {f"layers[{i}].{m}.weight" for i in range(2)
           for m in ("attention.wo", "feed_forward.w2")}),
     )
     for module, fixed, projections in cases:
-        c = ps.compile("completep", width=64, base_width=32, depth=4, base_depth=1)
-        at_base = ps.compile("completep", width=64, base_width=32, depth=1, base_depth=1)
+        c = ps.compile("completep", width=32, base_width=16, depth=2, base_depth=1)
+        at_base = ps.compile("completep", width=32, base_width=16, depth=1, base_depth=1)
         kw = {"tied": TIED} if module is gpt else {}
         model = c.init(module.make_model, KEY, branches=module.BRANCHES, **kw)
         base = {r["path"]: r for r in at_base.describe(at_base.init(
             module.make_model, KEY, branches=module.BRANCHES, **kw))}
         rows = {r["path"]: r for r in c.describe(model)}
         assert {p for p, r in rows.items() if r["depth"] == "fixed"} == fixed
-        assert {p for p, r in rows.items() if r["branch_multiplier"] == 0.25} == projections
+        assert {p for p, r in rows.items() if r["branch_multiplier"] == 0.5} == projections
         assert all(r["branch_multiplier"] is None for p, r in rows.items() if p not in projections)
         for path, r in rows.items():
             b = base[re.sub(r"\[\d\]", "[0]", path, count=1) if r["depth"] == "repeated" else path]
             assert r["lr_scale"] == pytest.approx(b["lr_scale"]), path  # m^(alpha - 1) = 1
-            inside = 4 if r["depth"] == "repeated" else 1
+            inside = 2 if r["depth"] == "repeated" else 1
             assert r["eps_scale"] == pytest.approx(b["eps_scale"] / inside), path
             assert r["multiplier"] == pytest.approx(b["multiplier"] * (
-                0.25 if path in projections else 1)), path
+                0.5 if path in projections else 1)), path
 
 
 def _train(module, c, steps, **kw):
@@ -210,7 +209,7 @@ def _train(module, c, steps, **kw):
 
 
 def test_gpt_trains_under_completep_deeper_than_its_base_depth():
-    c = ps.compile("completep", width=32, base_width=32, depth=3, base_depth=1)
+    c = ps.compile("completep", width=16, base_width=16, depth=2, base_depth=1)
     losses = _train(gpt, c, 5, tied=TIED)
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
 
@@ -225,3 +224,28 @@ def test_user_models_train_under_the_depth_builtins_at_two_depths(name, spec):
         c = ps.compile(spec, width=64, base_width=32, depth=depth, base_depth=4)
         losses = _train(module, c, 20, **kw)
         assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], (depth, losses)
+
+
+def _rms(a):
+    return float(jnp.sqrt(jnp.mean(a ** 2)))
+
+
+def test_own_init_is_kept_at_the_base_depth_and_scaled_by_the_spec_in_depth():
+    # GPT-2's residual projections are N(0, 0.02 / sqrt(2 L)). With init_from="model" a
+    # depth spec keeps the model's own init at the base depth (1) and applies its own
+    # depth factors from there: sp-depth's m^(-1/2) gives back GPT-2's 0.02 / sqrt(2 L)
+    # at L = 2; completep (init unchanged by depth) keeps the base depth's 0.02 / sqrt(2).
+    kw = {"tied": TIED, "branches": gpt.BRANCHES, "init_from": "model"}
+    at_base = ps.compile("sp-depth", width=32, base_width=32, depth=1, base_depth=1)
+    own = gpt.make_model(32, jax.random.split(KEY)[0], depth=1)  # c.init's model key
+    same = ps.unwrap(at_base.init(gpt.make_model, KEY, **kw))
+    assert all(np.array_equal(a, b) for a, b in zip(
+        jax.tree_util.tree_leaves(eqx.filter(own, eqx.is_inexact_array)),
+        jax.tree_util.tree_leaves(eqx.filter(same, eqx.is_inexact_array)), strict=True))
+    for spec, proj in (("sp-depth", 0.02 / np.sqrt(2 * 2)), ("completep", 0.02 / np.sqrt(2))):
+        c = ps.compile(spec, width=32, base_width=32, depth=2, base_depth=1)
+        model = ps.unwrap(c.init(gpt.make_model, KEY, **kw))
+        assert len(model.blocks) == 2
+        for block in model.blocks:
+            assert _rms(block.mlp.c_proj.weight) == pytest.approx(proj, rel=0.05), spec
+            assert _rms(block.mlp.c_fc.weight) == pytest.approx(0.02, rel=0.05), spec

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import jax
 
 from .._attention import needs_growth
-from .._depth import uses_depth
+from .._depth import require_depth_one, uses_depth
 from .._errors import SpecError
 from .._select import assign_blocks
 from ._attention import attention_growth, scale_attention
@@ -28,6 +28,7 @@ from ._depth_learn import (
     at_depth,
     branch_parameters,
     check_declared,
+    counterparts,
     learn_places,
 )
 from ._multiply import block_labels, multiply, recorded_params
@@ -131,14 +132,20 @@ def _parameterize(
         model = reinit(model, key, lambda info: values[info.path]["init"], leaves=leaves)
     else:  # init_from="model": the model's own init at the base width, scaled from there
         base_model, base_leaves = base
-        at_base = dataclasses.replace(compiled, width=compiled.base_width)
+        # with learned depth places the base model is also at the base depth (its
+        # repeated blocks' counterparts: `counterparts`)
+        at_base = dataclasses.replace(compiled, width=compiled.base_width, depth=(
+            compiled.base_depth if places else compiled.depth))
         base_infos = {info.path: info for info in base_leaves}
+        twin = counterparts(places, base_infos) if places else {}
 
         def ratio(info: LeafInfo) -> float | None:
             std = values[info.path]["init"]
-            if std is None or std == 0.0 or info.path not in base_infos:
+            there = twin.get(info.path, info.path)
+            if std is None or std == 0.0 or there not in base_infos:
                 return std  # keep / zeros / (missing: rescale_own_init says so)
-            std_base = _values(at_base, blocks[info.path], base_infos[info.path], form)["init"]
+            std_base = _values(at_base, blocks[info.path], base_infos[there], form,
+                               place.get(info.path))["init"]
             if not std_base:
                 raise SpecError(
                     f"init_from='model': the init std of {info.path} is 0 at the base width "
@@ -146,7 +153,7 @@ def _parameterize(
                     hint="use init_from='spec' for this spec")
             return std / std_base
 
-        model = rescale_own_init(model, base_model, ratio, leaves=leaves)
+        model = rescale_own_init(model, base_model, ratio, leaves=leaves, base_path=twin)
     label = _ABSORBED if form == "absorbed" else ""
     # Everything learned here travels with the model (static metadata on the wrappers):
     # block (label), role, explicit layout and tie, for c.optimizer, describe and restores.
@@ -189,8 +196,9 @@ def init(
     model_key, init_key = jax.random.split(key)
     # Depth (docs/models.md, "Depth"): a make_model that takes `depth` is built at the
     # compiled depth, and the repeated blocks are learned from a second depth.
-    places = None
-    if compiled.depth_given and accepts_depth(make_model):
+    places, own = None, make_model
+    depth_route = compiled.depth_given and accepts_depth(make_model)
+    if depth_route:
         if uses_depth(compiled.spec):
             places = learn_places(make_model, compiled.width, compiled.depth,
                                   other_depth or 2 * compiled.depth, model_key)
@@ -202,22 +210,34 @@ def init(
         growth = attention_growth(make_model, compiled.width, other, model_key, model)
     base = None
     if init_from == "model":
-        base_model = model if compiled.base_width == compiled.width else _build_at_base(
-            make_model, compiled.base_width, model_key)
+        if not places:  # the model's own init at its own depth: only where depth is moot
+            require_depth_one(compiled, "c.init", init_from="model")
+        at_base = compiled.base_width == compiled.width and (
+            not places or compiled.base_depth == compiled.depth)
+        if at_base:
+            base_model = model
+        elif places:  # the base width *and* the base depth
+            base_model = _build_at_base(at_depth(own, compiled.base_depth), compiled.base_width,
+                                        model_key, depth=compiled.base_depth)
+        else:
+            base_model = _build_at_base(make_model, compiled.base_width, model_key)
         base = (base_model, describe_leaves(base_model, layouts=layouts))
     return _parameterize(compiled, model, init_key, leaves, roles, form, base, tied, growth,
                          places, branches)
 
 
-def _build_at_base(make_model: Callable[[int, Any], Any], base_width: int, key: Any) -> Any:
-    # init_from="model" needs the model's own init at the base width: built there with
-    # the same key, so at width == base_width the model is exactly its own.
+def _build_at_base(make_model: Callable[[int, Any], Any], base_width: int, key: Any,
+                   depth: int | None = None) -> Any:
+    # init_from="model" needs the model's own init at the base width (and depth): built
+    # there with the same key, so at width == base_width the model is exactly its own.
     try:
         return make_model(base_width, key)
     except Exception as e:  # the user's constructor: say which width it was asked for
+        call = f"make_model({base_width}, key" + (f", depth={depth})" if depth else ")")
         raise SpecError(
-            f"init_from='model' builds the model at the base width {base_width}, and "
-            f"make_model({base_width}, key) failed: {type(e).__name__}: {e}",
+            f"init_from='model' builds the model at the base width {base_width}"
+            + (f" and the base depth {depth}" if depth else "") + f", and "
+            f"{call} failed: {type(e).__name__}: {e}",
             hint="set the base width at which the model's own init was tuned "
             "(ps.compile(..., base_width=B), or `base_width B` in the spec)",
         ) from e

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from .._compile import Compiled
 
 __all__ = ["Place", "accepts_depth", "at_depth", "branch_parameters", "check_declared",
-           "learn_places"]
+           "counterparts", "learn_places"]
 
 _INDEX = re.compile(r"\[(\d+)\]")
 
@@ -190,6 +190,29 @@ def _classify(here: Items, there: Items, prefix: str, deeper: bool,
             else:
                 problems.append(f"{elem}: {a} element(s) like it at one depth and {b} at the "
                                 "other, in the wrong direction")
+
+
+def counterparts(places: Mapping[str, Place], base_paths: Sequence[str] | Mapping[str, Any]
+                 ) -> dict[str, str]:
+    """For `init_from="model"` under depth: each repeated parameter's counterpart in the
+    model built at the base depth, by its block's index modulo the base model's number of
+    such blocks (`blocks[5].mlp.c_proj.weight` -> `blocks[1]...` with 4 blocks there).
+    Only parameters whose own path is missing there are mapped."""
+    present = set(base_paths)
+    count: dict[str, set[int]] = {}
+    for path in present:
+        for m in _INDEX.finditer(path):
+            count.setdefault(path[:m.start()], set()).add(int(m.group(1)))
+    out: dict[str, str] = {}
+    for path, place in places.items():
+        if path in present or place.instance is None:
+            continue
+        head, _, k = place.instance[:-1].rpartition("[")
+        indices = count.get(head)
+        if indices:
+            n = max(indices) + 1
+            out[path] = f"{head}[{int(k) % n}]" + path[len(place.instance):]
+    return out
 
 
 # ----------------------------------------------------------------------------- the spec
