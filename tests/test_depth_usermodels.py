@@ -9,6 +9,7 @@ two depths: `pytest -m slow tests/test_depth_usermodels.py`.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -252,3 +253,24 @@ def test_own_init_is_kept_at_the_base_depth_and_scaled_by_the_spec_in_depth():
         for block in model.blocks:
             assert _rms(block.mlp.c_proj.weight) == pytest.approx(proj, rel=0.05), spec
             assert _rms(block.mlp.c_fc.weight) == pytest.approx(0.02, rel=0.05), spec
+
+
+def test_cli_roles_takes_a_depth_and_the_files_branches():
+    import json
+
+    from typer.testing import CliRunner
+
+    from paramspec._cli import app
+
+    llama_file = Path(__file__).parent / "usermodels" / "llama.py"
+    args = ["roles", "completep", "--model", f"{llama_file}:make_model",
+            "--width", "16", "--depth", "2", "--base-depth", "1"]
+    out = CliRunner().invoke(app, [*args, "--format", "json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["path"]: r for r in json.loads(out.output)["parameters"]}
+    assert rows["layers[1].feed_forward.w2.weight"]["branch_multiplier"] == 0.5  # BRANCHES
+    assert rows["layers[1].feed_forward.w1.weight"]["branch_multiplier"] is None
+    assert (rows["norm.weight"]["depth"], rows["layers[1].ffn_norm.weight"]["depth"]) == (
+        "fixed", "repeated")
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0 and "depth 2, base 1" in table.output
