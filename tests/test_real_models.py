@@ -128,14 +128,15 @@ def test_at_the_base_width_every_builtin_is_sp_and_sp_is_the_plain_model(name):
     assert abs(sp_first - plain) <= 0.1 * plain, (sp_first, plain)
 
 
-# The user models that take a `depth` keyword (docs/models.md, "Depth"), and the depth
+# The user models that take a `depth` keyword (gpt, llama, vit; docs/models.md, "Depth"), and the depth
 # built-ins. At the base width and a base depth other than the models' default (2), the
 # depth route builds them at that depth, learns their repeated blocks and folds the
 # branch multiplier (1 there) into their `BRANCHES`: every depth built-in must be `sp`.
 DEPTH_SPECS = ("completep", "depth-mup", "sp-depth")
 
 
-@pytest.mark.parametrize("name", ["gpt", pytest.param("llama", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["gpt", *(pytest.param(n, marks=pytest.mark.slow)
+                                           for n in ("llama", "vit"))])
 def test_at_the_base_width_and_depth_every_depth_builtin_is_sp(name):
     m = _load(name)
     x, y = m.make_batch(jax.random.key(1))
