@@ -224,8 +224,8 @@ def test_gpt_trains_under_completep_deeper_than_its_base_depth():
 def test_user_models_train_under_the_depth_builtins_at_two_depths(name, spec):
     module = {"gpt": gpt, "llama": llama}[name]
     kw = {"tied": TIED} if module is gpt else {}
-    for depth in (2, 8):
-        c = ps.compile(spec, width=64, base_width=32, depth=depth, base_depth=4)
+    for depth in (1, 6):
+        c = ps.compile(spec, width=32, base_width=16, depth=depth, base_depth=2)
         losses = _train(module, c, 20, **kw)
         assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], (depth, losses)
 
