@@ -81,13 +81,14 @@ class Place:
 
 
 def accepts_depth(make_model: Callable[..., Any]) -> bool:
-    """Whether `make_model` takes a `depth` keyword (a named parameter or `**kwargs`)."""
+    """Whether `make_model` has a parameter named `depth` that can be passed by keyword
+    (`**kwargs` alone does not count: it may not mean blocks)."""
     try:
-        params = inspect.signature(make_model).parameters.values()
+        params = inspect.signature(make_model).parameters
     except (TypeError, ValueError):  # a builtin or an object without a signature
         return False
-    return any((p.name == "depth" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
-               or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    p = params.get("depth")
+    return p is not None and p.kind is not inspect.Parameter.POSITIONAL_ONLY
 
 
 def at_depth(make_model: Callable[..., Any], depth: int) -> Callable[[int, Any], Any]:
