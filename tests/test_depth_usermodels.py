@@ -2,8 +2,8 @@
 learned from two depths, the residual-branch multiplier folded into the branches'
 output projections (`branches=`), and the depth factors the optimizer gets from them.
 
-The slow test trains tests/usermodels/gpt.py and llama.py under every depth built-in at
-two depths: `pytest -m slow tests/test_depth_usermodels.py`.
+The slow tests train tests/usermodels/gpt.py and llama.py under every depth built-in at
+two depths, and check the LLaMA's factors: `pytest -m slow tests/test_depth_usermodels.py`.
 """
 
 from __future__ import annotations
@@ -212,6 +212,7 @@ def _train(module, c, steps, **kw):
     return np.asarray(losses)
 
 
+@pytest.mark.slow
 def test_gpt_trains_under_completep_deeper_than_its_base_depth():
     c = ps.compile("completep", width=16, base_width=16, depth=2, base_depth=1)
     losses = _train(gpt, c, 5, tied=TIED)
@@ -265,12 +266,10 @@ def test_cli_roles_takes_a_depth_and_the_files_branches():
     llama_file = Path(__file__).parent / "usermodels" / "llama.py"
     args = ["roles", "completep", "--model", f"{llama_file}:make_model",
             "--width", "16", "--depth", "2", "--base-depth", "1"]
-    out = CliRunner().invoke(app, [*args, "--format", "json"])
+    out = CliRunner().invoke(app, [*args, "--format", "json"])  # (the table: same rows)
     assert out.exit_code == 0, out.output
     rows = {r["path"]: r for r in json.loads(out.output)["parameters"]}
     assert rows["layers[1].feed_forward.w2.weight"]["branch_multiplier"] == 0.5  # BRANCHES
     assert rows["layers[1].feed_forward.w1.weight"]["branch_multiplier"] is None
     assert (rows["norm.weight"]["depth"], rows["layers[1].ffn_norm.weight"]["depth"]) == (
         "fixed", "repeated")
-    table = CliRunner().invoke(app, args)
-    assert table.exit_code == 0 and "depth 2, base 1" in table.output

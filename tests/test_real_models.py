@@ -153,10 +153,6 @@ def test_at_the_base_width_and_depth_every_depth_builtin_is_sp(name):
     assert all(math.isfinite(v) for v in first.values()), first
     for spec, value in first.items():
         assert value == pytest.approx(first["sp"], rel=1e-6, abs=1e-6), (spec, first)
-    # away from the base depth the branch multiplier is not 1: another model
-    deeper = ps.compile("completep", width=BASE, base_width=BASE, depth=3, base_depth=1)
-    value = float(m.loss(deeper.init(m.make_model, KEY, **_kwargs(m)), x, y))
-    assert math.isfinite(value) and abs(value - first["sp"]) > 1e-3, (value, first)
 
 
 def _train(name, spec, optimizer, width=2 * BASE, steps=STEPS):
