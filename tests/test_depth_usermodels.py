@@ -273,3 +273,15 @@ def test_cli_roles_takes_a_depth_and_the_files_branches():
     assert rows["layers[1].feed_forward.w1.weight"]["branch_multiplier"] is None
     assert (rows["norm.weight"]["depth"], rows["layers[1].ffn_norm.weight"]["depth"]) == (
         "fixed", "repeated")
+
+
+@pytest.mark.slow
+def test_cli_roles_table_shows_the_depth():
+    from typer.testing import CliRunner
+
+    from paramspec._cli import app
+
+    llama_file = Path(__file__).parent / "usermodels" / "llama.py"
+    table = CliRunner().invoke(app, ["roles", "completep", "--model", f"{llama_file}:make_model",
+                                     "--width", "16", "--depth", "2", "--base-depth", "1"])
+    assert table.exit_code == 0 and "depth 2, base 1" in table.output, table.output
