@@ -11,6 +11,9 @@ adafactor (and muon for `mup-muon`):
 Every built-in applies to every model (the depth built-ins `completep`, `depth-mup` and
 `sp-depth` compiled without `depth=` have depth factor 1), so no case is skipped; a case
 that cannot apply must raise a `SpecError`, which the matrix would report as a failure.
+(d) The models that take a `depth` keyword (gpt, llama, vit), built through the depth
+route at the base width and a base depth of 3: every depth built-in is `sp` there (the
+GPT by default, the others slow); training at other depths: tests/test_depth_usermodels.py.
 
 Default run (~20 s of CPU): (a) and (c) for the GPT, the ViT and the MoE x every built-in
 at adam (one forward each: at the base width every spec's model has the same static
