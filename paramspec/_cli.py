@@ -612,14 +612,17 @@ def roles_cmd(
     spec: SpecArg,
     model: Annotated[str, typer.Option(
         "--model", help="FILE.py:FUNC, where FUNC(width, key) builds the Equinox model. The "
-        "file's optional LAYOUTS, ROLES and TIED dicts are passed to c.init.")],
+        "file's optional LAYOUTS, ROLES, TIED dicts and BRANCHES list are passed to c.init.")],
     width: Annotated[int, typer.Option("--width", help="Width to build the model at.")],
     base_width: BaseWidthOpt = None,
     optimizer: OptimizerOpt = None,
     format: FormatOpt = Format.table,
+    depth: DepthOpt = None,
+    base_depth: BaseDepthOpt = None,
 ) -> None:
     """Which block, role, fans and numbers every parameter of your model gets:
-    c.describe(c.init(FUNC, key)) for the spec at --width."""
+    c.describe(c.init(FUNC, key)) for the spec at --width (and --depth: FUNC(width, key,
+    depth=...), docs/models.md "Depth")."""
     import jax
 
     from . import compile as compile_spec
@@ -627,9 +630,11 @@ def roles_cmd(
 
     user = load_model(model)
     c = compile_spec(spec, width=width, base_width=base_width,
-                     optimizer=optimizer.value if optimizer else None)
+                     optimizer=optimizer.value if optimizer else None, depth=depth,
+                     base_depth=base_depth)
     built = c.init(user.make_model, jax.random.key(0), layouts=user.companion("LAYOUTS"),
-                   roles=user.companion("ROLES"), tied=user.companion("TIED"))
+                   roles=user.companion("ROLES"), tied=user.companion("TIED"),
+                   branches=user.companion("BRANCHES"))
     rows = c.describe(built)
     if format is Format.json:
         _json({"parameters": rows})
@@ -639,14 +644,17 @@ def roles_cmd(
         t = row["tied"]
         return "" if t is None else f"{t['block']} x{t['multiplier']:.4g}"
 
+    deep = c.depth_given  # the depth columns (docs/models.md, "Depth")
     _render_table(
-        f"{c.spec.name} at width {c.width} (base {c.base_width}, {c.optimizer_name}): "
-        f"{model}",
+        f"{c.spec.name} at width {c.width} (base {c.base_width}, {c.optimizer_name}"
+        + (f", depth {c.depth}, base {c.base_depth}" if deep else "") + f"): {model}",
         ["path", "block", "role", "fan_in", "fan_out", "multiplier", "init std", "lr x",
-         "eps x", "wd x", "tied"],
+         "eps x", "wd x", "tied"] + (["depth", "branch x"] if deep else []),
         [[r["path"], r["block"], r["role"] or "-", str(r["fan_in"]), str(r["fan_out"]),
           _num(r["multiplier"]), _num(r["init_std"]), _num(r["lr_scale"]),
-          _num(r["eps_scale"]), _num(r["wd_scale"]), tie(r)] for r in rows],
+          _num(r["eps_scale"]), _num(r["wd_scale"]), tie(r)]
+         + ([r["depth"] or "-", "-" if r["branch_multiplier"] is None
+              else _num(r["branch_multiplier"])] if deep else []) for r in rows],
         caption="init std `keep`: the module's own values. tied: the block whose use the "
         "parameter's direct reads are, and the factor t on the stored array there.")
 

@@ -9,7 +9,7 @@ per-layer question in numbers (`table()`, `value()`), and builds the Equinox mod
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -140,7 +140,9 @@ def compile_quiet(
     return Compiled(spec=spec, width=width, base_width=base, alignment=align, optimizer_name=opt,
                     theory=theory, depth=dep, base_depth=bdepth, depth_alpha=alpha,
                     depth_theory=resolve_depth(spec, opt, alpha),
-                    depth_shown=uses_depth(spec) or depth is not None or base_depth is not None)
+                    depth_shown=uses_depth(spec) or depth is not None or base_depth is not None,
+                    depth_given=depth is not None or base_depth is not None
+                    or spec.base_depth is not None)
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,9 @@ class Compiled:
     depth_alpha: Fraction = Fraction(1)
     depth_theory: DepthTheory | None = field(default=None, repr=False)
     depth_shown: bool = False  # the table carries the depth keys (docs/cli.md)
+    # A depth was asked for (depth=, base_depth= or the spec's base_depth): `init` builds
+    # a make_model that takes `depth` at this depth (docs/models.md, "Depth").
+    depth_given: bool = False
 
     @property
     def n(self) -> float:
@@ -194,12 +199,14 @@ class Compiled:
         return (self.width if grows_in else 1, self.width if grows_out else 1)
 
     def value(self, name: str, quantity: str, *, fan_in: int | None = None,
-              fan_out: int | None = None) -> float | None:
+              fan_out: int | None = None, depth_place: str | None = None) -> float | None:
         """The number for `quantity` of block `name`, for a parameter with these fans.
 
         multiplier / init (std) / lr (factor on the global learning rate) / eps (factor on
         the base epsilon) / wd (factor on the base weight decay). Fans default to the
         nominal shapes. `init keep` gives None (keep the module's own values).
+        `depth_place="fixed"`: a parameter of a `depth repeated` block found outside the
+        repeated blocks (no depth factor on its `auto` lr/eps/wd).
         """
         if quantity not in QUANTITY_KEYS:
             raise SpecError(f"unknown quantity `{quantity}`",
@@ -215,7 +222,8 @@ class Compiled:
         layer = self.theory.layers[name]
         if expr.kind == "auto":
             exponent = {"lr": layer.c, "eps": layer.e, "wd": layer.wd}[quantity]
-            depth = self.depth_theory.layers[name] if self.depth_theory is not None else None
+            depth = (self.depth_theory.layer(name, depth_place)
+                     if self.depth_theory is not None else None)
             d_exp = getattr(depth, {"lr": "c", "eps": "e", "wd": "wd"}[quantity]) if depth else 0
             return float(expr.constant) * self.n ** float(-exponent) * self.m ** float(-d_exp)
         result = float(expr.constant)
@@ -271,7 +279,8 @@ class Compiled:
     def init(self, make_model: Callable[[int, Any], Any], key: Any, *,
              other_width: int | None = None, roles: Mapping[str, str] | None = None,
              layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
-             init_from: str = "spec", tied: Mapping[str, str] | None = None) -> Any:
+             init_from: str = "spec", tied: Mapping[str, str] | None = None,
+             branches: Sequence[str] | None = None, other_depth: int | None = None) -> Any:
         """Build `make_model(width, key)` at this width, parameterized by the spec.
 
         Each parameter's role comes from how its shape changes between `width` and
@@ -287,19 +296,27 @@ class Compiled:
         `tied={"wte.weight": "readout"}` declares a tied weight whose direct reads
         (`x @ self.wte.weight.T`) are the readout's use (docs/models.md, "Tied weights").
         Roles, blocks, explicit layouts and ties are recorded on the returned model.
+        Depth (docs/models.md, "Depth"): when a depth was asked for and `make_model` takes
+        a `depth` keyword, the model is built at `depth` and the parameters inside the
+        repeated blocks are learned from a second depth (`other_depth`, default 2 * depth);
+        `branches=["blocks[*].mlp.c_proj", ...]` names each residual branch's output
+        projection, into which the branch multiplier is folded.
         """
         from ._equinox._build import init
 
-        require_depth_one(self, "c.init", form=form, init_from=init_from)
+        # init_from="model" under depth needs the depth route: _build.init checks it
+        require_depth_one(self, "c.init", form=form)
         return set_branch_multipliers(self, init(
             self, make_model, key, other_width=other_width, roles=roles, layouts=layouts,
-            form=form, init_from=init_from, tied=tied))  # type: ignore[arg-type]
+            form=form, init_from=init_from, tied=tied, branches=branches,  # type: ignore[arg-type]
+            other_depth=other_depth), folded=bool(branches))
 
     def apply(self, model: Any, key: Any, *, roles: Mapping[str, str] | None = None,
               layouts: Mapping[str, Any] | None = None, form: str = "multiplier",
               init_from: str = "spec", base_model: Any = None,
               tied: Mapping[str, str] | None = None,
-              attention: Mapping[str, str] | str | None = None) -> Any:
+              attention: Mapping[str, str] | str | None = None,
+              branches: Sequence[str] | None = None) -> Any:
         """`init` for a model that is already built: one width cannot tell roles, so every
         parameter must be selected by a `match` line of the spec or by `roles=`, a
         mapping from selectors (`"module=LayerNorm, field=weight"`, `"path=head.*"` or a
@@ -307,13 +324,15 @@ class Compiled:
         keeps the model's own init as in `init`; away from the base width it needs
         `base_model=`, the same model built at the base width. `attention`:
         `"head_size"` or `"heads"` (or a mapping from attention-module path to either),
-        what grows with width, where the spec's logit scale depends on it."""
+        what grows with width, where the spec's logit scale depends on it. `branches`: as
+        in `init` (one depth cannot tell the repeated blocks: the spec's `depth` lines)."""
         from ._equinox._build import apply
 
         require_depth_one(self, "c.apply", form=form, init_from=init_from)
         return set_branch_multipliers(self, apply(
             self, model, key, roles=roles, layouts=layouts, form=form,  # type: ignore[arg-type]
-            init_from=init_from, base_model=base_model, tied=tied, attention=attention))
+            init_from=init_from, base_model=base_model, tied=tied, attention=attention,
+            branches=branches), folded=bool(branches))
 
     def describe(self, model: Any) -> list[dict[str, Any]]:
         """One row per parameter of a model built by `init`/`apply`: path, block, role,

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ._errors import SpecError
-from ._ir import Expr, Spec
+from ._ir import Block, Expr, Spec
 
 __all__ = ["DepthLayer", "DepthTheory", "depth_factors_are_one", "model_form", "parse_depth_alpha",
            "require_depth_one", "resolve_depth", "set_branch_multipliers", "uses_depth"]
@@ -108,6 +108,17 @@ class DepthTheory:
     branch: Fraction  # beta: the residual branch's output is multiplied by m^(-beta)
     branch_constant: Fraction
     layers: dict[str, DepthLayer]
+    # The `depth repeated` blocks' exponents for a parameter of theirs that sits outside
+    # the repeated blocks (learned from two depths: `_equinox/_depth_learn.py`).
+    outside: dict[str, DepthLayer] = field(default_factory=dict)
+
+    def layer(self, name: str, place: str | None = None) -> DepthLayer:
+        """Block `name`'s exponents; `place="fixed"`: for a parameter of a `depth repeated`
+        block that was found outside the repeated blocks (no depth factor from lr/eps/wd
+        `auto`; explicit powers of `m` still apply)."""
+        if place == "fixed" and name in self.outside:
+            return self.outside[name]
+        return self.layers[name]
 
     @property
     def trivial(self) -> bool:
@@ -121,33 +132,38 @@ def resolve_depth(spec: Spec, optimizer: str, alpha: Fraction) -> DepthTheory:
     branch_expr = spec.residual.branch if spec.residual is not None else None
     beta = -depth_power(branch_expr, alpha)
     branch_constant = branch_expr.constant if branch_expr is not None else Fraction(1)
-    layers: dict[str, DepthLayer] = {}
-    for block in spec.blocks:
-        repeated = block.depth == "repeated"
-        d = DepthLayer(block.name, repeated)
-        d.a = -depth_power(block.multiplier, alpha)
-        d.b = -depth_power(block.init, alpha)
-        if repeated:
-            d.g = beta + d.a
-            d.steps.append(f"inside the repeated blocks, behind the branch multiplier "
-                           f"m^(-{beta}): gradient exponent g = beta + a = {d.g}")
-        else:
-            d.steps.append("outside the repeated blocks: no depth factor on its gradient")
-        _lr(block.lr, d, optimizer, beta, alpha)
-        if block.eps is not None and block.eps.kind == "auto":
-            d.e = d.g if optimizer in WITH_EPS else ZERO
-            d.steps.append(f"eps auto: e = g = {d.e}" if optimizer in WITH_EPS
-                           else f"eps auto: {optimizer} has no epsilon, e = 0")
-        else:
-            d.e = -depth_power(block.eps, alpha)
-        if block.wd is not None and block.wd.kind == "auto":
-            d.wd = -d.c
-            d.steps.append(f"wd auto: wd = -c = {-d.c} keeps lr * wd per step depth-invariant "
-                           "[open: unmeasured]")
-        else:
-            d.wd = -depth_power(block.wd, alpha)
-        layers[block.name] = d
-    return DepthTheory(alpha, beta, branch_constant, layers)
+    layers = {b.name: _layer(b, b.depth == "repeated", optimizer, beta, alpha)
+              for b in spec.blocks}
+    outside = {b.name: _layer(b, False, optimizer, beta, alpha)
+               for b in spec.blocks if b.depth == "repeated"}
+    return DepthTheory(alpha, beta, branch_constant, layers, outside)
+
+
+def _layer(block: Block, repeated: bool, optimizer: str, beta: Fraction,
+           alpha: Fraction) -> DepthLayer:
+    d = DepthLayer(block.name, repeated)
+    d.a = -depth_power(block.multiplier, alpha)
+    d.b = -depth_power(block.init, alpha)
+    if repeated:
+        d.g = beta + d.a
+        d.steps.append(f"inside the repeated blocks, behind the branch multiplier "
+                       f"m^(-{beta}): gradient exponent g = beta + a = {d.g}")
+    else:
+        d.steps.append("outside the repeated blocks: no depth factor on its gradient")
+    _lr(block.lr, d, optimizer, beta, alpha)
+    if block.eps is not None and block.eps.kind == "auto":
+        d.e = d.g if optimizer in WITH_EPS else ZERO
+        d.steps.append(f"eps auto: e = g = {d.e}" if optimizer in WITH_EPS
+                       else f"eps auto: {optimizer} has no epsilon, e = 0")
+    else:
+        d.e = -depth_power(block.eps, alpha)
+    if block.wd is not None and block.wd.kind == "auto":
+        d.wd = -d.c
+        d.steps.append(f"wd auto: wd = -c = {-d.c} keeps lr * wd per step depth-invariant "
+                       "[open: unmeasured]")
+    else:
+        d.wd = -depth_power(block.wd, alpha)
+    return d
 
 
 def _lr(expr: Expr | None, d: DepthLayer, optimizer: str, beta: Fraction,
@@ -197,7 +213,9 @@ def require_depth_one(compiled: object, what: str, *, form: str = "multiplier",
     if form == "absorbed":
         pending.append("form='absorbed' (folding the multipliers does not know depth)")
     if init_from == "model":
-        pending.append("init_from='model' (rescaling the model's own init does not know depth)")
+        pending.append("init_from='model' (the model's own init at the base depth needs a "
+                       "make_model that takes a `depth` keyword and a compiled depth: "
+                       "docs/models.md, \"Depth\")")
     if compiled.optimizer_name == "adafactor" and any(  # type: ignore[attr-defined]
             d.b != 0 for d in dt.layers.values()):
         pending.append("Adafactor's parameter-scale floor of blocks whose init has a depth "
@@ -229,15 +247,18 @@ def _is_branch(x: object) -> bool:
         f.name == "branch_multiplier" for f in dataclasses.fields(x))
 
 
-def set_branch_multipliers(compiled: object, model: object) -> object:
+def set_branch_multipliers(compiled: object, model: object, *, folded: bool = False) -> object:
     """Set `branch_multiplier` on every residual-branch module (any Equinox module with
     that field, e.g. `paramspec.models.Block`) to the spec's branch multiplier at the
     compiled depth. A multiplier that is not 1 with no such module is an error: it would
-    otherwise be ignored."""
+    otherwise be ignored. `folded`: `branches=` named the branches' output projections and
+    the multiplier is folded into them (`_equinox/_depth_learn.py`); nothing to set."""
     import copy
 
     import jax
 
+    if folded:
+        return model
     value = compiled.branch_multiplier()  # type: ignore[attr-defined]
     found = []
 
@@ -254,8 +275,11 @@ def set_branch_multipliers(compiled: object, model: object) -> object:
         raise SpecError(
             f"the spec multiplies each residual branch by {value:g} at depth "
             f"{compiled.depth}, but the model has no residual-branch module",  # type: ignore[attr-defined]
-            hint="give the module of each residual block a static field "
+            hint="name each residual branch's output projection (the last linear map "
+            "before the residual add), e.g. c.init(make_model, key, branches=["
+            "'blocks[*].attn.c_proj', 'blocks[*].mlp.c_proj']) (docs/models.md, \"Depth\"); "
+            "or give the module of each residual block a static field "
             "`branch_multiplier: float = eqx.field(static=True, default=1.0)` and multiply "
             "each branch's output by it before the residual add (paramspec.models.Block "
-            "does), or compile at depth == base_depth")
+            "does); or compile at depth == base_depth")
     return model

@@ -11,6 +11,9 @@ adafactor (and muon for `mup-muon`):
 Every built-in applies to every model (the depth built-ins `completep`, `depth-mup` and
 `sp-depth` compiled without `depth=` have depth factor 1), so no case is skipped; a case
 that cannot apply must raise a `SpecError`, which the matrix would report as a failure.
+(d) The models that take a `depth` keyword (gpt, llama, vit), built through the depth
+route at the base width and a base depth of 3: every depth built-in is `sp` there (the
+GPT by default, the others slow); training at other depths: tests/test_depth_usermodels.py.
 
 Default run (~20 s of CPU): (a) and (c) for the GPT, the ViT and the MoE x every built-in
 at adam (one forward each: at the base width every spec's model has the same static
@@ -62,6 +65,8 @@ def _kwargs(m, init_from="spec"):
     tied = TIED.get(m.__name__.rpartition(".")[2])
     if tied is not None:
         kw["tied"] = tied
+    if getattr(m, "BRANCHES", None) is not None:  # residual branches' output projections
+        kw["branches"] = m.BRANCHES
     return kw
 
 
@@ -124,6 +129,33 @@ def test_at_the_base_width_every_builtin_is_sp_and_sp_is_the_plain_model(name):
     else:
         sp_first = first["sp"]
     assert abs(sp_first - plain) <= 0.1 * plain, (sp_first, plain)
+
+
+# The user models that take a `depth` keyword (gpt, llama, vit; docs/models.md, "Depth"), and the depth
+# built-ins. At the base width and a base depth other than the models' default (2), the
+# depth route builds them at that depth, learns their repeated blocks and folds the
+# branch multiplier (1 there) into their `BRANCHES`: every depth built-in must be `sp`.
+DEPTH_SPECS = ("completep", "depth-mup", "sp-depth")
+
+
+@pytest.mark.parametrize("name", ["gpt", *(pytest.param(n, marks=pytest.mark.slow)
+                                           for n in ("llama", "vit"))])
+def test_at_the_base_width_and_depth_every_depth_builtin_is_sp(name):
+    m = _load(name)
+    x, y = m.make_batch(jax.random.key(1))
+    first = {}
+    for spec in ("sp", *DEPTH_SPECS):
+        c = ps.compile(spec, width=BASE, base_width=BASE, depth=3, base_depth=3)
+        model = c.init(m.make_model, KEY, **_kwargs(m))
+        rows = c.describe(model)
+        assert any("[2]." in r["path"] for r in rows) and not any("[3]." in r["path"]
+                                                                 for r in rows), spec
+        if spec != "sp":  # learned: the blocks repeat, the rest (embedding, norm) not
+            assert {r["depth"] for r in rows} == {"repeated", "fixed"}, spec
+        first[spec] = float(m.loss(model, x, y))  # eager: one forward per spec
+    assert all(math.isfinite(v) for v in first.values()), first
+    for spec, value in first.items():
+        assert value == pytest.approx(first["sp"], rel=1e-6, abs=1e-6), (spec, first)
 
 
 def _train(name, spec, optimizer, width=2 * BASE, steps=STEPS):

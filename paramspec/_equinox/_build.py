@@ -12,16 +12,26 @@ follows without being told again.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import jax
 
 from .._attention import needs_growth
+from .._depth import require_depth_one, uses_depth
 from .._errors import SpecError
 from .._select import assign_blocks
 from ._attention import attention_growth, scale_attention
-from ._multiply import block_labels, multiply
+from ._depth_learn import (
+    Place,
+    accepts_depth,
+    at_depth,
+    branch_parameters,
+    check_declared,
+    counterparts,
+    learn_places,
+)
+from ._multiply import block_labels, multiply, recorded_params
 from ._own_init import check_init_from, rescale_own_init
 from ._reinit import reinit
 from ._roles import LeafInfo, ParamRecord, describe_leaves, infer_leaves, map_parameters
@@ -69,7 +79,10 @@ def _floor(compiled: Compiled, block: str, fans: dict[str, Any], form: Form) -> 
     return factor
 
 
-def _values(compiled: Compiled, block: str, info: LeafInfo, form: Form) -> dict[str, Any]:
+def _values(compiled: Compiled, block: str, info: LeafInfo, form: Form,
+            place: str | None = None) -> dict[str, Any]:
+    """The numbers of one parameter; `place`: where it sits in depth ("repeated",
+    "fixed", or None where not learned: the block's `depth` line decides)."""
     fans = {"fan_in": info.fan_in, "fan_out": info.fan_out}
     if form == "absorbed":
         from .._analysis import absorb_layer
@@ -83,7 +96,8 @@ def _values(compiled: Compiled, block: str, info: LeafInfo, form: Form) -> dict[
             "wd": folded.wd_scale,
             "floor": _floor(compiled, block, fans, form),
         }
-    values = {q: compiled.value(block, q, **fans) for q in ("multiplier", "init", "lr", "eps", "wd")}
+    values = {q: compiled.value(block, q, **fans, depth_place=place)
+              for q in ("multiplier", "init", "lr", "eps", "wd")}
     return {**values, "floor": _floor(compiled, block, fans, form)}
 
 
@@ -97,9 +111,20 @@ def _parameterize(
     base: tuple[Any, list[LeafInfo]] | None = None,
     tied: Mapping[str, str] | None = None,
     growth: Mapping[str, str] | str | None = None,
+    places: Mapping[str, Place] | None = None,
+    branches: Sequence[str] | None = None,
 ) -> Any:
     blocks = assign_blocks(compiled.blocks, leaves, roles)
-    values = {info.path: _values(compiled, blocks[info.path], info, form) for info in leaves}
+    if places is not None:
+        check_declared(compiled, leaves, blocks, places)
+    place = {info.path: places[info.path].name for info in leaves} if places else {}
+    values = {info.path: _values(compiled, blocks[info.path], info, form, place.get(info.path))
+              for info in leaves}
+    # The residual-branch multiplier, folded into each branch's output projection.
+    branch = compiled.branch_multiplier()
+    in_branch = branch_parameters(compiled, leaves, branches, places) if branches else set()
+    for path in in_branch:
+        values[path]["multiplier"] = branch * values[path]["multiplier"]
     ties = resolve_ties(compiled, leaves, blocks, values, tied,
                         lambda block, info: _values(compiled, block, info, form))
     check_reads(model, leaves, blocks, {b.name: b.role for b in compiled.blocks}, ties)
@@ -107,14 +132,20 @@ def _parameterize(
         model = reinit(model, key, lambda info: values[info.path]["init"], leaves=leaves)
     else:  # init_from="model": the model's own init at the base width, scaled from there
         base_model, base_leaves = base
-        at_base = dataclasses.replace(compiled, width=compiled.base_width)
+        # with learned depth places the base model is also at the base depth (its
+        # repeated blocks' counterparts: `counterparts`)
+        at_base = dataclasses.replace(compiled, width=compiled.base_width, depth=(
+            compiled.base_depth if places else compiled.depth))
         base_infos = {info.path: info for info in base_leaves}
+        twin = counterparts(places, base_infos) if places else {}
 
         def ratio(info: LeafInfo) -> float | None:
             std = values[info.path]["init"]
-            if std is None or std == 0.0 or info.path not in base_infos:
+            there = twin.get(info.path, info.path)
+            if std is None or std == 0.0 or there not in base_infos:
                 return std  # keep / zeros / (missing: rescale_own_init says so)
-            std_base = _values(at_base, blocks[info.path], base_infos[info.path], form)["init"]
+            std_base = _values(at_base, blocks[info.path], base_infos[there], form,
+                               place.get(info.path))["init"]
             if not std_base:
                 raise SpecError(
                     f"init_from='model': the init std of {info.path} is 0 at the base width "
@@ -122,7 +153,7 @@ def _parameterize(
                     hint="use init_from='spec' for this spec")
             return std / std_base
 
-        model = rescale_own_init(model, base_model, ratio, leaves=leaves)
+        model = rescale_own_init(model, base_model, ratio, leaves=leaves, base_path=twin)
     label = _ABSORBED if form == "absorbed" else ""
     # Everything learned here travels with the model (static metadata on the wrappers):
     # block (label), role, explicit layout and tie, for c.optimizer, describe and restores.
@@ -131,7 +162,9 @@ def _parameterize(
         lambda info: values[info.path]["multiplier"],
         leaves=leaves,
         label_for=lambda info: label + blocks[info.path],
-        record_for=lambda info: ParamRecord(info.role, info.layout, ties.get(info.path)),
+        record_for=lambda info: ParamRecord(
+            info.role, info.layout, ties.get(info.path), place.get(info.path),
+            branch if info.path in in_branch else None),
     )
     # the spec's attention logit scale, on the query projections (see _attention.py)
     return scale_attention(compiled, model, leaves, growth)
@@ -148,6 +181,8 @@ def init(
     form: Form = "multiplier",
     init_from: str = "spec",
     tied: Mapping[str, str] | None = None,
+    branches: Sequence[str] | None = None,
+    other_depth: int | None = None,
 ) -> Any:
     _check_form(form)
     check_init_from(init_from)
@@ -159,6 +194,15 @@ def init(
         )
     other = other_width if other_width is not None else 2 * compiled.width
     model_key, init_key = jax.random.split(key)
+    # Depth (docs/models.md, "Depth"): a make_model that takes `depth` is built at the
+    # compiled depth, and the repeated blocks are learned from a second depth.
+    places, own = None, make_model
+    depth_route = compiled.depth_given and accepts_depth(make_model)
+    if depth_route:
+        if uses_depth(compiled.spec):
+            places = learn_places(make_model, compiled.width, compiled.depth,
+                                  other_depth or 2 * compiled.depth, model_key)
+        make_model = at_depth(make_model, compiled.depth)
     leaves = infer_leaves(make_model, compiled.width, other, key=model_key, layouts=layouts)
     model = make_model(compiled.width, model_key)
     growth = None
@@ -166,21 +210,34 @@ def init(
         growth = attention_growth(make_model, compiled.width, other, model_key, model)
     base = None
     if init_from == "model":
-        base_model = model if compiled.base_width == compiled.width else _build_at_base(
-            make_model, compiled.base_width, model_key)
+        if not places:  # the model's own init at its own depth: only where depth is moot
+            require_depth_one(compiled, "c.init", init_from="model")
+        at_base = compiled.base_width == compiled.width and (
+            not places or compiled.base_depth == compiled.depth)
+        if at_base:
+            base_model = model
+        elif places:  # the base width *and* the base depth
+            base_model = _build_at_base(at_depth(own, compiled.base_depth), compiled.base_width,
+                                        model_key, depth=compiled.base_depth)
+        else:
+            base_model = _build_at_base(make_model, compiled.base_width, model_key)
         base = (base_model, describe_leaves(base_model, layouts=layouts))
-    return _parameterize(compiled, model, init_key, leaves, roles, form, base, tied, growth)
+    return _parameterize(compiled, model, init_key, leaves, roles, form, base, tied, growth,
+                         places, branches)
 
 
-def _build_at_base(make_model: Callable[[int, Any], Any], base_width: int, key: Any) -> Any:
-    # init_from="model" needs the model's own init at the base width: built there with
-    # the same key, so at width == base_width the model is exactly its own.
+def _build_at_base(make_model: Callable[[int, Any], Any], base_width: int, key: Any,
+                   depth: int | None = None) -> Any:
+    # init_from="model" needs the model's own init at the base width (and depth): built
+    # there with the same key, so at width == base_width the model is exactly its own.
     try:
         return make_model(base_width, key)
     except Exception as e:  # the user's constructor: say which width it was asked for
+        call = f"make_model({base_width}, key" + (f", depth={depth})" if depth else ")")
         raise SpecError(
-            f"init_from='model' builds the model at the base width {base_width}, and "
-            f"make_model({base_width}, key) failed: {type(e).__name__}: {e}",
+            f"init_from='model' builds the model at the base width {base_width}"
+            + (f" and the base depth {depth}" if depth else "") + f", and "
+            f"{call} failed: {type(e).__name__}: {e}",
             hint="set the base width at which the model's own init was tuned "
             "(ps.compile(..., base_width=B), or `base_width B` in the spec)",
         ) from e
@@ -198,6 +255,7 @@ def apply(
     base_model: Any = None,
     tied: Mapping[str, str] | None = None,
     attention: Mapping[str, str] | str | None = None,
+    branches: Sequence[str] | None = None,
 ) -> Any:
     _check_form(form)
     check_init_from(init_from)
@@ -215,7 +273,8 @@ def apply(
     elif base_model is not None:
         raise SpecError("base_model= is only used with init_from='model'",
                         hint="add init_from='model', or leave base_model out")
-    return _parameterize(compiled, model, key, leaves, roles, form, base, tied, attention)
+    return _parameterize(compiled, model, key, leaves, roles, form, base, tied, attention,
+                         None, branches)
 
 
 def per_leaf_values(compiled: Compiled, model: Any) -> Any:
@@ -235,6 +294,7 @@ def per_leaf_values(compiled: Compiled, model: Any) -> Any:
             "with c.apply(model, key, roles=...), then call c.optimizer on the result",
         )
     names = {b.name for b in compiled.blocks}
+    records = recorded_params(model)
 
     def values(info: LeafInfo) -> dict[str, Any]:
         form, block = _split_label(labels[info.path])
@@ -243,7 +303,8 @@ def per_leaf_values(compiled: Compiled, model: Any) -> Any:
                 f"parameter {info.path} was parameterized by block `{block}`, which spec "
                 f"`{compiled.spec.name}` does not have",
                 hint="use the same compiled spec for c.init and c.optimizer")
-        return _values(compiled, block, info, form)
+        record = records.get(info.path)
+        return _values(compiled, block, info, form, None if record is None else record.depth)
 
     return map_parameters(values, model, leaves=infos)
 

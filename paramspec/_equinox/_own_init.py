@@ -15,7 +15,7 @@ model's values at every width. At the base width the model is exactly its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import jax
@@ -70,14 +70,18 @@ def rescale_own_init(
     ratio_for: Callable[[LeafInfo], float | None],
     *,
     leaves: list[LeafInfo],
+    base_path: Mapping[str, str] | None = None,
 ) -> _M:
     """Each parameter `p` of `model` becomes `p * rms(p_base) / rms(p) * ratio`.
 
     `p_base` is the same parameter of `base_model` (the model built at the base width
     with the same key); `ratio_for(info)` is the spec's `init_std(width) /
     init_std(base width)` for it, `None` to keep `p` as it is, `0` for zeros.
+    `base_path`: where `p_base` sits in `base_model` when not at `p`'s own path (a block
+    of a deeper model: its counterpart at the base depth).
     """
     by_path = {info.path: info for info in leaves}
+    base_path = {} if base_path is None else base_path
     base = parameter_arrays(base_model)
     flat, treedef = jax.tree_util.tree_flatten(model)
     entries = list(iter_leaves(model))
@@ -92,7 +96,8 @@ def rescale_own_init(
         if ratio == 0.0:
             new.append(jnp.zeros_like(leaf))
             continue
-        if entry.path not in base:
+        there = base_path.get(entry.path, entry.path)
+        if there not in base:
             raise SpecError(
                 f"init_from='model': the model built at the base width has no parameter "
                 f"{entry.path}",
@@ -102,6 +107,6 @@ def rescale_own_init(
         if own == 0.0:
             new.append(leaf)  # zero-initialised by the model: stays zero
             continue
-        scale = own_rms(base[entry.path]) / own * ratio
+        scale = own_rms(base[there]) / own * ratio
         new.append(leaf if scale == 1.0 else _scaled(leaf, scale))
     return jax.tree_util.tree_unflatten(treedef, new)

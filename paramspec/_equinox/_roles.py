@@ -98,11 +98,18 @@ class ParamRecord:
     - `tie`: `(block, factor)` for a tied parameter whose direct reads are another
         block's use (a tied readout): reading the field through the wrapper gives
         `factor * w` (see `docs/models.md`, "Tied weights").
+    - `depth`: `"repeated"` (inside the repeated residual blocks) or `"fixed"`, learned
+        by building the model at two depths (`_depth_learn.py`); `None` where it was not
+        learned (the spec's `depth` lines decide).
+    - `branch`: the residual-branch multiplier folded into this parameter's multiplier
+        (it belongs to a branch's output projection named by `branches=`), else `None`.
     """
 
     role: str | None = None
     layout: Layout | None = None
     tie: tuple[str, float] | None = None
+    depth: str | None = None
+    branch: float | None = None
 
 
 # ----------------------------------------------------------------------------- walking

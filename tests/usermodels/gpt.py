@@ -21,6 +21,9 @@ N_LAYER = 2
 N_HEAD = 4
 LAYOUTS = None
 ROLES = None
+# Each residual branch's output projection (paramspec folds a depth spec's branch
+# multiplier into them: docs/models.md, "Depth").
+BRANCHES = ["blocks[*].attn.c_proj", "blocks[*].mlp.c_proj"]
 
 
 class CausalSelfAttention(eqx.Module):
@@ -128,11 +131,11 @@ def _gpt2_init(model, key, n_layer):
                        normal(k2, residual_projections(model), std))
 
 
-def make_model(width, key, *, vocab_size=NUM_CLASSES, block_size=BLOCK_SIZE,
-               n_layer=N_LAYER, n_head=N_HEAD):
+def make_model(width, key, *, depth=N_LAYER, vocab_size=NUM_CLASSES, block_size=BLOCK_SIZE,
+               n_head=N_HEAD):
     k1, k2 = jax.random.split(key)
-    model = GPT(vocab_size, block_size, n_layer, n_head, width, k1)
-    return _gpt2_init(model, k2, n_layer)
+    model = GPT(vocab_size, block_size, depth, n_head, width, k1)
+    return _gpt2_init(model, k2, depth)
 
 
 def make_batch(key, batch_size=8):

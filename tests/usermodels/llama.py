@@ -23,6 +23,7 @@ N_HEADS = 4
 N_KV_HEADS = 2
 LAYOUTS = None
 ROLES = None
+BRANCHES = ["layers[*].attention.wo", "layers[*].feed_forward.w2"]  # residual branch outputs
 
 
 class RMSNorm(eqx.Module):
@@ -146,9 +147,9 @@ class Transformer(eqx.Module):
         return jax.vmap(self.output)(jax.vmap(self.norm)(h))
 
 
-def make_model(width, key, *, vocab_size=NUM_CLASSES, n_layers=N_LAYERS, n_heads=N_HEADS,
+def make_model(width, key, *, depth=N_LAYERS, vocab_size=NUM_CLASSES, n_heads=N_HEADS,
                n_kv_heads=N_KV_HEADS):
-    return Transformer(vocab_size, width, n_layers, n_heads, n_kv_heads, key)
+    return Transformer(vocab_size, width, depth, n_heads, n_kv_heads, key)
 
 
 def make_batch(key, batch_size=8):

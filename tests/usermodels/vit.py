@@ -32,6 +32,8 @@ LAYOUTS = {
     "VisionTransformer.positional_embedding": Layout(fan_in=(0,), fan_out=(1,), lookup=True),
 }
 ROLES = None
+# The residual branches' output projections (docs/models.md, "Depth").
+BRANCHES = ["attention_blocks[*].attention.output_proj", "attention_blocks[*].linear2"]
 
 
 class PatchEmbedding(eqx.Module):
@@ -104,11 +106,11 @@ class VisionTransformer(eqx.Module):
         return self.mlp(x[0])  # the CLS token
 
 
-def make_model(width, key, *, num_heads=NUM_HEADS, num_layers=NUM_LAYERS,
+def make_model(width, key, *, depth=NUM_LAYERS, num_heads=NUM_HEADS,
                num_classes=NUM_CLASSES, patch_size=PATCH_SIZE, image_size=IMAGE_SIZE,
                channels=CHANNELS):
     num_patches = (image_size // patch_size) ** 2
-    return VisionTransformer(width, 2 * width, num_heads, num_layers, patch_size,
+    return VisionTransformer(width, 2 * width, num_heads, depth, patch_size,
                              num_patches, num_classes, channels, key)
 
 
