@@ -65,6 +65,8 @@ def main() -> None:
     import jax
 
     lrs = [2.0 ** (-2 - k / 2) for k in range(args.lrs)]
+    load_at_start = os.getloadavg()
+    print(f"load average at start: {load_at_start}")
     rows = []
     print("| width | runs | sequential runs/s | vectorised runs/s | ratio (median) | ratios |")
     print("|---|---|---|---|---|---|")
@@ -96,6 +98,7 @@ def main() -> None:
     machine = {
         "machine": platform.machine(),
         "cores": os.cpu_count(),
+        "load_average_at_start": load_at_start,
         "load_average": os.getloadavg(),
         "devices": [str(d) for d in jax.devices()],
         "jax": jax.__version__,

@@ -17,6 +17,7 @@ reused for every learning rate, multiplier and seed (they are traced arguments).
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ __all__ = [
     "SweepReport",
     "Task",
     "make_task",
+    "spec_fingerprint",
     "spec_label",
     "sweep",
     "user_task",
@@ -286,6 +288,53 @@ def spec_label(spec: str, embed_lr_mult: float = 1.0) -> str:
     return name if embed_lr_mult == 1.0 else f"{name}*emb{embed_lr_mult:g}"
 
 
+def spec_fingerprint(spec: str) -> str:
+    """12 hex digits of the SHA-256 of the spec's canonical text (`extends` merged,
+    rendered by `paramspec fmt`'s renderer, so comments and layout do not count): the
+    `pspec=` part of a run's key, which tells results of an edited spec apart."""
+    from .._library import load
+    from .._render import render
+
+    return hashlib.sha256(render(load(spec)).encode("utf-8")).hexdigest()[:12]
+
+
+_FINGERPRINT = "pspec="  # the key part `pspec=<spec_fingerprint>` (see `sweep`)
+
+
+def _unfingerprinted(key: str) -> tuple[str, str | None]:
+    """(`key` without its `pspec=<fingerprint>` part, the fingerprint or None)."""
+    parts = key.split("/")
+    prints = [p for p in parts if p.startswith(_FINGERPRINT)]
+    rest = "/".join(p for p in parts if not p.startswith(_FINGERPRINT))
+    return rest, (prints[0][len(_FINGERPRINT):] if prints else None)
+
+
+def _refuse_stale(path: Path, done: set[str], wanted: Mapping[str, str]) -> None:
+    """Raise if a finished run in the file is one of `wanted` (key -> spec label) but
+    recorded with another spec fingerprint, or none (a file written before keys had
+    one): resuming would silently mix results of two texts of the spec."""
+    recorded = dict(_unfingerprinted(key) for key in done)
+    stale = []  # (label, key without fingerprint, recorded fingerprint, current one)
+    for key, label in wanted.items():
+        base, fingerprint = _unfingerprinted(key)
+        if base in recorded and recorded[base] != fingerprint:
+            stale.append((label, base, recorded[base], fingerprint))
+    if not stale:
+        return
+    label, base, old, new = stale[0]
+    why = (f"with another text of `{label}` (spec fingerprint {old}, now {new}): the spec "
+           "changed since they ran" if old is not None else
+           "before paramspec recorded the spec's fingerprint in the key, so whether "
+           f"`{label}` changed since cannot be checked")
+    labels = ", ".join(f"`{name}`" for name in dict.fromkeys(s[0] for s in stale))
+    raise SweepError(
+        f"{path}: {len(stale)} finished run(s) of this sweep ({labels}; e.g. {base}) were "
+        f"trained {why}. Resuming would mix old and new results, so nothing was run. Sweep "
+        "into a new `--out` directory (or move results.csv aside) to rerun them with the "
+        "current spec; the file is unchanged and `transfer-metrics` still reads it."
+    )
+
+
 class _Setup:
     """What both engines share for one (task, spec, width): the compiled spec, the
     optimizer at learning rate 1, and the mask of the embedding (`input`-role) leaves."""
@@ -486,9 +535,12 @@ def sweep(
     (default: cross-entropy on integer `y`, mean squared error otherwise); see
     `user_task`.
 
-    Runs whose key (`run_key(label, model, width, lr, embed_lr_mult, seed, steps=steps)`,
-    plus `wd=` when `weight_decay` is set) already has a final row in the file are
-    skipped, so rerunning a killed sweep finishes it. A run whose final loss is nan or
+    Runs whose key (`run_key(label, model, width, lr, embed_lr_mult, seed, steps=steps,
+    pspec=spec_fingerprint(spec))`, plus `wd=` when `weight_decay` is set) already has a
+    final row in the file are skipped, so rerunning a killed sweep finishes it. If the
+    file has a finished run of the grid recorded with another spec fingerprint (the
+    spec's text changed since) or none (a file from before fingerprints), the sweep
+    stops with a `SweepError` before running anything, rather than mix the two. A run whose final loss is nan or
     inf is recorded as `diverged`. `on_run(row)` is called after each row is written
     (a hook for progress or tests). The results file is validated before anything
     runs: a foreign or corrupt file is a `ResultsFileError` and is left byte-for-byte
@@ -537,6 +589,7 @@ def sweep(
                                                          layouts, tied)
     results = ResultsFile(Path(out) / "results.csv")
     done = results.done_keys()  # validates the file first; raises on a foreign one
+    fingerprints = {spec: spec_fingerprint(spec) for spec in dict.fromkeys(specs)}
 
     grid = [
         (spec, width, float(lr), float(mult), seed)
@@ -549,12 +602,14 @@ def sweep(
     extra = {"steps": steps, **({"wd": float(weight_decay)} if weight_decay else {})}
 
     def key_of(spec: str, width: int, lr: float, mult: float, seed: int) -> str:
-        return run_key(label_of(spec, mult), label, width, lr, mult, seed, **extra)
+        return run_key(label_of(spec, mult), label, width, lr, mult, seed, **extra,
+                       pspec=fingerprints[spec])
 
     def label_of(spec: str, mult: float) -> str:
         name = spec_label(spec, mult)
         return name if optimizer is None else f"{name}@{optimizer}"
 
+    _refuse_stale(results.path, done, {key_of(*run): label_of(run[0], run[3]) for run in grid})
     todo = [run for run in grid if key_of(*run) not in done]
     skipped = len(grid) - len(todo)
     if not todo:

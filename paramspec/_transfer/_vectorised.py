@@ -10,7 +10,7 @@ sequential engine's step, inside one `jax.lax.scan` over the steps:
 - **Chunks.** At most `chunk_size` runs go through the program at once (default: as
   many as fit a quarter of the device's memory at about 8 copies of the parameters per
   run -- parameters, gradients, two Adam moments, updates and activations' slack --
-  times the device count; on a CPU, as many as fit about 4 MiB, see
+  times the device count; on a CPU, as many as fit about 8 MiB, see
   `_CPU_CACHE_BYTES`). The runs are split into as few chunks as that allows, all of
   one size (a multiple of the device count; the last chunk is padded with copies of a
   real run, whose results are dropped), so the program compiles once per (spec, width).
@@ -22,9 +22,10 @@ sequential engine's step, inside one `jax.lax.scan` over the steps:
   process feeds the shards of its own devices (`jax.make_array_from_callback`), the
   losses are gathered to every process and only process 0 writes the results file.
 - **Progress.** The scan runs in segments of about a tenth of the steps, so the
-  progress bar shows the steps of the chunk in flight; a padded last segment masks
-  its extra steps (the update is kept only where `t < steps`), so every segment has
-  the same shape and compiles once.
+  progress bar shows the steps of the chunk in flight; when the steps are not a
+  multiple of the segment length, the last segment is shorter (a second compiled
+  length, rather than masking every update). The data of all steps is placed on the
+  device once per (spec, width) and each step's batches are indexed there.
 
 The data of each seed is drawn by the task exactly as the sequential engine draws it
 (`task.train_data(seed, steps)`), and each run starts from `compiled.init(make_model,
@@ -51,9 +52,10 @@ _COPIES_PER_RUN = 8  # parameter-sized buffers one run holds (see the module doc
 # and what batching runs then costs is cache: a chunk whose working set leaves the
 # caches ran slower than one run at a time (measured on a 2-core EPYC, 2 MiB L2 per
 # core, 32 MiB L3; docs/performance.md#sweep-engines). So CPU chunks are capped to
-# about 4 MiB of parameter-sized buffers: many runs of a small model (where batching
-# wins up to 7x), few of a large one.
-_CPU_CACHE_BYTES = 4 << 20
+# about 8 MiB of parameter-sized buffers: many runs of a small model (where batching
+# wins up to 7x), few of a large one. (4 MiB gave chunks of 3 runs of a width-128 MLP,
+# which measured 1.2x to 1.7x slower than chunks of 8; 24 at once was slower again.)
+_CPU_CACHE_BYTES = 8 << 20
 
 
 def _memory_bytes() -> int:
@@ -110,17 +112,19 @@ class VectorTrainer:
         def start(params: Any) -> Any:
             return params, jax.vmap(opt.init)(params)
 
-        @jax.jit
-        def segment(carry: Any, lr: Any, mult: Any, seed_index: Any, data: Any, live: Any) -> Any:
-            def body(carry: Any, xs: Any) -> tuple[Any, None]:
-                per_seed, ok = xs
-                batch = jax.tree.map(lambda d: d[seed_index], per_seed)  # [runs, ...]
-                new = jax.vmap(lambda p, s, r, m, b: step(p, s, r, m, b, static))(
+        def segment(carry: Any, lr: Any, mult: Any, seed_index: Any, data: Any, start: Any,
+                    length: int) -> Any:
+            # Steps start .. start + length - 1 of every run, the batches sliced on the
+            # device from the data of all steps (placed once per `run_chunks`).
+            def body(carry: Any, t: Any) -> tuple[Any, None]:
+                batch = jax.tree.map(lambda d: d[t][seed_index], data)  # [runs, ...]
+                return jax.vmap(lambda p, s, r, m, b: step(p, s, r, m, b, static))(
                     *carry, lr, mult, batch
-                )
-                return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, carry), None
+                ), None
 
-            return jax.lax.scan(body, carry, (data, live))[0]
+            return jax.lax.scan(body, carry, start + jnp.arange(length))[0]
+
+        segment = jax.jit(segment, static_argnames="length")
 
         @jax.jit
         def evaluate(params: Any, eval_batch: Any) -> Any:
@@ -181,13 +185,10 @@ class VectorTrainer:
         # [steps, seeds, ...]: the scan walks the steps and each run picks its seed.
         data = jax.tree.map(lambda *d: np.stack([np.asarray(x) for x in d], axis=1), *per_seed)
         length = math.ceil(steps / min(_SEGMENTS, steps))
-        segments = math.ceil(steps / length)
-        pad = segments * length - steps
-        if pad:
-            data = jax.tree.map(
-                lambda d: np.concatenate([d, np.repeat(d[-1:], pad, axis=0)]), data
-            )
-        live = np.arange(segments * length) < steps
+        # Segments of `length` steps and a shorter last one if `steps` is not a multiple
+        # (a second compiled length, instead of masking every update of every step).
+        bounds = [(t, min(length, steps - t)) for t in range(0, steps, length)]
+        data = jax.tree.map(lambda d: self._put(d, self.replicated), data)
         eval_batch = jax.tree.map(lambda x: self._put(x, self.replicated), task.eval_batch)
         treedef = jax.tree.structure(trees[0])
 
@@ -213,19 +214,11 @@ class VectorTrainer:
             carry = self._start(params)
             if on_step is not None:
                 on_step(0)
-            for k in range(segments):
-                part = slice(k * length, (k + 1) * length)
-                carry = self._segment(
-                    carry,
-                    lr,
-                    mult,
-                    seed_index,
-                    jax.tree.map(lambda d, part=part: self._put(d[part], self.replicated), data),
-                    self._put(live[part], self.replicated),
-                )
+            for start, n in bounds:
+                carry = self._segment(carry, lr, mult, seed_index, data, start, length=n)
                 if on_step is not None:
                     jax.block_until_ready(carry)
-                    on_step(min(steps, (k + 1) * length))
+                    on_step(start + n)
             losses = self._gather(self._evaluate(carry[0], eval_batch))[: len(chunk)]
             wall = (time.perf_counter() - t0) / len(chunk)
             yield chunk, [float(x) for x in losses], wall

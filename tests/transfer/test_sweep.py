@@ -151,9 +151,9 @@ def test_chunk_size_is_a_multiple_of_the_devices_and_no_larger_than_needed():
     n = len(jax.devices())
     assert trainer.chunk_size(None, 5) == -(-5 // n) * n  # the cache budget allows 5 runs
     if jax.devices()[0].platform == "cpu":  # the cache cap: a width-256 MLP (0.55 MB of
-        # parameters) goes one run per device at a time, a width-32 one (11 kB) 46 at once
+        # parameters) goes one run per device at a time, a width-32 one (11 kB) 93 at once
         assert default_chunk_size(548_000, n) == n
-        assert default_chunk_size(11_264, n) == 46 * n
+        assert default_chunk_size(11_264, n) == 93 * n
     assert trainer.chunk_size(2, 100) == -(-2 // n) * n
     if n == 1:  # 25 runs in chunks of at most 10: three chunks of 9, not 10 + 10 + 5
         assert trainer.chunk_size(10, 25) == 9
