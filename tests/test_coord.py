@@ -46,12 +46,16 @@ def _slopes(result):
     return {layer.name: round(layer.slope, 3) for layer in result.layers}
 
 
-def test_mup_is_flat_and_sp_global_is_not_on_the_mlp():
+@pytest.mark.parametrize("widths", [
+    WIDTHS[:4],  # 64..512 in every run, as on the transformer
+    pytest.param(WIDTHS, marks=pytest.mark.slow),  # 64..2048: `pytest -m slow`
+])
+def test_mup_is_flat_and_sp_global_is_not_on_the_mlp(widths):
     batch, loss = _mlp_task()
-    mup = coord_check("mup", models.mlp, batch, loss, widths=WIDTHS, seeds=(0,), **LR)
+    mup = coord_check("mup", models.mlp, batch, loss, widths=widths, seeds=(0,), **LR)
     assert mup.passed, _slopes(mup)
     assert all(abs(layer.slope) <= 0.1 for layer in mup.layers), _slopes(mup)
-    sp = coord_check("sp-global", models.mlp, batch, loss, widths=WIDTHS, seeds=(0,), **LR)
+    sp = coord_check("sp-global", models.mlp, batch, loss, widths=widths, seeds=(0,), **LR)
     hidden = [layer for layer in sp.layers if layer.role == "hidden"]
     assert all(layer.slope > 0.5 for layer in hidden), _slopes(sp)
     assert sp.layer("readout").slope > 1.0, _slopes(sp)  # predicted +1.5
