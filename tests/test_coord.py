@@ -2,8 +2,8 @@
 
 After one Adam step on a fixed batch (at the default, perturbative learning rate), the
 compiled `mup` keeps every layer's activation change flat in width (the library's
-judgement; hidden layers within 0.1 of 0 over widths 64..2048), while `sp-global` does
-not — on the MLP and on the transformer.
+judgement; hidden layers within 0.1 of 0 over widths 64..512 in every run, 64..2048
+under `pytest -m slow`), while `sp-global` does not — on the MLP and on the transformer.
 """
 
 import functools
