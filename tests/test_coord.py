@@ -2,8 +2,8 @@
 
 After one Adam step on a fixed batch (at the default, perturbative learning rate), the
 compiled `mup` keeps every layer's activation change flat in width (the library's
-judgement; hidden layers within 0.1 of 0 over widths 64..512 in every run, 64..2048
-under `pytest -m slow`), while `sp-global` does not — on the MLP and on the transformer.
+judgement; hidden layers within 0.1 of 0 over widths 64..512 (the MLP) and 64..256
+(the transformer) in every run, 64..2048 under `pytest -m slow`), while `sp-global` does not — on the MLP and on the transformer.
 """
 
 import functools
@@ -62,7 +62,9 @@ def test_mup_is_flat_and_sp_global_is_not_on_the_mlp(widths):
 
 
 @pytest.mark.parametrize("widths", [
-    WIDTHS[:4],  # 64..512 in every run
+    # 64..256 in every run (measured: mup's hidden slopes -0.055, -0.059, sp-global's
+    # +0.895, +0.945, its logits +1.33; at 64..512 the same picture, 10 s more CPU)
+    WIDTHS[:3],
     pytest.param(WIDTHS, marks=pytest.mark.slow),  # 64..2048: `pytest -m slow` (~2 min)
 ])
 def test_mup_is_flat_and_sp_global_is_not_on_the_transformer(widths):
