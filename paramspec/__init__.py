@@ -10,16 +10,17 @@ Everything else loads on first use (PEP 562 `__getattr__`), so `import paramspec
 `paramspec compile` stay light.
 """
 
-import os as _os
-import sys as _sys
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from . import _command
+
 # In the `paramspec` command's own process (and only there), skip pydantic's scan of
-# every installed distribution for plugins: the CLI uses none, and the scan is a
-# sizeable part of its start-up time. A library import leaves the environment alone.
-if _os.path.basename(_sys.argv[0] if _sys.argv else "") in ("paramspec", "paramspec.exe"):
-    _os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+# every installed distribution for plugins, and the import of its loader: the CLI uses
+# none, and they are a sizeable part of its start-up time (_command.py). A library
+# import leaves the environment alone.
+if _command.is_command():
+    _command.prepare()
 
 from ._compile import Compiled as Compiled
 from ._compile import compile as compile

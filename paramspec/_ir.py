@@ -11,7 +11,7 @@ the same thing compare equal, and `parse(render(spec)) == spec`.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -64,7 +64,27 @@ SpanField = Annotated[
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    # `defer_build`: pydantic builds a model's validator on its first validation, not at
+    # import. The parser checks everything itself and builds the IR with `_trusted`, so
+    # `paramspec compile` never builds one (building them all was most of the time that
+    # importing paramspec itself took).
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True,
+                              defer_build=True)
+
+    @classmethod
+    def _trusted(cls, **values: object) -> Self:
+        """`cls(**values)` for values already of the fields' types (the parser's, which
+        reports every user error itself): the same canonical form and the same checks as
+        validation (`_canonical`), without pydantic's validator."""
+        unknown = set(values) - set(cls.model_fields)
+        if unknown:  # model_construct would drop them silently
+            raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+        return cls.model_construct(**cls._canonical(values))
+
+    @classmethod
+    def _canonical(cls, values: dict[str, object]) -> dict[str, object]:
+        """The field and model validators' work on raw values (raises ValueError)."""
+        return values
 
 
 class Exponent(_Frozen):
@@ -88,11 +108,11 @@ class Exponent(_Frozen):
         return self.const == 0 and self.align == 0 and self.alpha == 0
 
     def __add__(self, other: Exponent) -> Exponent:
-        return Exponent(const=self.const + other.const, align=self.align + other.align,
-                        alpha=self.alpha + other.alpha)
+        return Exponent._trusted(const=self.const + other.const, align=self.align + other.align,
+                                 alpha=self.alpha + other.alpha)
 
     def __neg__(self) -> Exponent:
-        return Exponent(const=-self.const, align=-self.align, alpha=-self.alpha)
+        return Exponent._trusted(const=-self.const, align=-self.align, alpha=-self.alpha)
 
     def __sub__(self, other: Exponent) -> Exponent:
         return self + (-other)
@@ -147,26 +167,38 @@ class Expr(_Frozen):
     def _canonical_powers(cls, powers: tuple[Power, ...]) -> tuple[Power, ...]:
         merged: dict[str, Exponent] = {}
         for p in powers:
-            merged[p.symbol] = merged.get(p.symbol, Exponent()) + p.exponent
+            merged[p.symbol] = merged.get(p.symbol, Exponent._trusted()) + p.exponent
         return tuple(
-            Power(symbol=s, exponent=merged[s])  # type: ignore[arg-type]
+            Power._trusted(symbol=s, exponent=merged[s])
             for s in (*SYMBOLS, *ATTENTION_SYMBOLS, *DEPTH_SYMBOLS)
             if s in merged and not merged[s].is_zero
         )
 
     @model_validator(mode="after")
     def _check_kind(self) -> Expr:
-        if self.kind != "value" and self.powers:
-            raise ValueError(f"`{self.kind}` cannot be combined with powers of symbols")
-        if self.kind == "keep" and self.constant != 1:
-            raise ValueError("`keep` cannot have a constant")
+        _check_expr_kind(self.kind, self.constant, self.powers)
         return self
+
+    @classmethod
+    def _canonical(cls, values: dict[str, object]) -> dict[str, object]:
+        if "powers" in values:
+            values["powers"] = cls._canonical_powers(values["powers"])  # type: ignore[arg-type]
+        _check_expr_kind(values.get("kind", "value"), values.get("constant", 1),
+                         values.get("powers", ()))
+        return values
 
     def exponent_of(self, symbol: str) -> Exponent:
         for p in self.powers:
             if p.symbol == symbol:
                 return p.exponent
-        return Exponent()
+        return Exponent._trusted()
+
+
+def _check_expr_kind(kind: object, constant: object, powers: object) -> None:
+    if kind != "value" and powers:
+        raise ValueError(f"`{kind}` cannot be combined with powers of symbols")
+    if kind == "keep" and constant != 1:
+        raise ValueError("`keep` cannot have a constant")
 
 
 class Selector(_Frozen):
@@ -179,9 +211,14 @@ class Selector(_Frozen):
 
     @model_validator(mode="after")
     def _not_empty(self) -> Selector:
-        if self.module is None and self.field is None and self.path is None:
-            raise ValueError("a selector needs at least one of module, field, path")
+        self._canonical(dict(self))
         return self
+
+    @classmethod
+    def _canonical(cls, values: dict[str, object]) -> dict[str, object]:
+        if all(values.get(k) is None for k in ("module", "field", "path")):
+            raise ValueError("a selector needs at least one of module, field, path")
+        return values
 
 
 class Block(_Frozen):
@@ -207,6 +244,12 @@ class Block(_Frozen):
     @classmethod
     def _sorted_allow(cls, allow: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(sorted(set(allow)))
+
+    @classmethod
+    def _canonical(cls, values: dict[str, object]) -> dict[str, object]:
+        if "allow" in values:
+            values["allow"] = cls._sorted_allow(values["allow"])  # type: ignore[arg-type]
+        return values
 
     def quantity(self, name: str) -> Expr | None:
         return getattr(self, name)
@@ -268,14 +311,27 @@ class Spec(_Frozen):
 
     @model_validator(mode="after")
     def _unique_blocks(self) -> Spec:
-        names = [b.name for b in self.blocks]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"block names must be unique, repeated: {', '.join(dupes)}")
+        _check_unique_blocks(self.blocks)
         return self
+
+    @classmethod
+    def _canonical(cls, values: dict[str, object]) -> dict[str, object]:
+        cls._reason(values.get("unstable"))  # type: ignore[arg-type]
+        for key in ("base_width", "base_depth"):
+            if values.get(key) is not None and values[key] <= 0:  # type: ignore[operator]
+                raise ValueError(f"{key} must be positive")
+        _check_unique_blocks(values.get("blocks", ()))  # type: ignore[arg-type]
+        return values
 
     def block(self, name: str) -> Block:
         for b in self.blocks:
             if b.name == name:
                 return b
         raise KeyError(name)
+
+
+def _check_unique_blocks(blocks: tuple[Block, ...]) -> None:
+    names = [b.name for b in blocks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"block names must be unique, repeated: {', '.join(dupes)}")

@@ -133,8 +133,9 @@ def _merge(parent: Spec, child: Spec) -> Spec:
     # deliberately unstable baseline is checked (and warned about) on its own.
     attention = child.attention if child.attention is not None else parent.attention
     settings["residual"] = child.residual if child.residual is not None else parent.residual
-    return Spec(name=child.name, doc=child.doc, blocks=tuple(blocks), attention=attention,
-                span=child.span, unstable=child.unstable, **settings)
+    return Spec._trusted(name=child.name, doc=child.doc, blocks=tuple(blocks),
+                         attention=attention, span=child.span, unstable=child.unstable,
+                         **settings)
 
 
 def _check_roles(spec: Spec) -> Spec:

@@ -393,8 +393,8 @@ class _Builder:
                     residual = block_or_attention
                 else:
                     blocks.append(block_or_attention)
-        return Spec(name=str(name_tok), doc=doc, blocks=tuple(blocks), attention=attention,
-                    residual=residual, span=self.span(name_tok), **settings)
+        return Spec._trusted(name=str(name_tok), doc=doc, blocks=tuple(blocks),
+                             attention=attention, residual=residual, span=self.span(name_tok), **settings)
 
     # -- settings
 
@@ -537,8 +537,8 @@ class _Builder:
             else:
                 fields[key] = self.quantity(key, value, symbols=BLOCK_SYMBOLS)
         role = self.role(name_tok, role_tok, inherits)
-        return Block(name=name, role=role, doc=doc, match=tuple(matches), allow=tuple(allow),
-                     span=self.span(name_tok), **fields)
+        return Block._trusted(name=name, role=role, doc=doc, match=tuple(matches),
+                              allow=tuple(allow), span=self.span(name_tok), **fields)
 
     def attention(self, node: Tree) -> Attention:
         """`attention { logits EXPR }`: the logit scale, in head_dim and head_n only."""
@@ -546,7 +546,7 @@ class _Builder:
             node, "attention", ATTENTION_ITEMS, ATTENTION_SYMBOLS,
             "the attention block holds only the logit scale; to set the queries' init or "
             'learning rate, add a layer block with `match path="*query_proj.weight"`')
-        return Attention(doc=doc, logits=logits, span=self.span(node.children[0]))
+        return Attention._trusted(doc=doc, logits=logits, span=self.span(node.children[0]))
 
     def residual(self, node: Tree) -> Residual:
         """`residual { branch EXPR }`: each residual branch's output multiplier, in `m` only."""
@@ -555,7 +555,7 @@ class _Builder:
             "the residual block holds only the branch multiplier; per-layer quantities go "
             "in layer blocks (with `depth repeated` for the parameters inside the repeated "
             "blocks)")
-        return Residual(doc=doc, branch=branch, span=self.span(node.children[0]))
+        return Residual._trusted(doc=doc, branch=branch, span=self.span(node.children[0]))
 
     def _one_quantity_block(self, node: Tree, name: str, items: tuple[str, ...],
                             symbols: tuple[str, ...], layer_hint: str
@@ -624,7 +624,7 @@ class _Builder:
                                  hint="all conditions on one `match` line must hold; use two "
                                  "`match` lines for alternatives")
             found[key] = self.string(val_tok) if val_tok.type == "STRING" else str(val_tok)
-        return Selector(span=self.span(value), **found)
+        return Selector._trusted(span=self.span(value), **found)
 
     # -- expressions
 
@@ -649,8 +649,8 @@ class _Builder:
                                          hint=f"write `{word}` once, e.g. `lr 0.5 * auto`")
                     keyword = tok
                     continue
-                powers.append(Power(symbol=self.symbol(tok, symbols),
-                                    exponent=Exponent(const=Fraction(1))))
+                powers.append(Power._trusted(symbol=self.symbol(tok, symbols),
+                                             exponent=Exponent._trusted(const=Fraction(1))))
             else:  # power
                 tok, exponent = factor.children
                 symbol = self.symbol(tok, symbols)
@@ -664,7 +664,7 @@ class _Builder:
                                      f"`{symbol}`",
                                      hint="`alpha` is the depth exponent: use it in exponents "
                                      "of the depth multiplier, e.g. `m^(-alpha)`")
-                powers.append(Power(symbol=symbol, exponent=exp))
+                powers.append(Power._trusted(symbol=symbol, exponent=exp))
         span = self.span(value)
         if keyword is not None:
             word = str(keyword)
@@ -685,12 +685,12 @@ class _Builder:
             if word == "keep" and constant != 1:
                 raise self.error(value, "`keep` cannot have a constant",
                                  hint="`init keep` keeps the module's own values as they are")
-            return Expr(kind=word, constant=constant, span=span)
+            return Expr._trusted(kind=word, constant=constant, span=span)
         minimum, what = (0, "zero or positive") if key in ("init", "lr", "wd") else (None, "positive")
         if constant < 0 or (minimum is None and constant == 0):
             raise self.error(value, f"the constant of `{key}` must be {what}, got {constant}",
                              hint=f"write e.g. `{key} 1` or `{key} 0.5 * n^(-1/2)`")
-        return Expr(constant=constant, powers=tuple(powers), span=span)
+        return Expr._trusted(constant=constant, powers=tuple(powers), span=span)
 
     def symbol(self, tok: Token, symbols: tuple[str, ...] = SYMBOLS) -> str:
         word = str(tok)
@@ -729,9 +729,9 @@ class _Builder:
         if node.data == "signed":
             *minus, num = node.children
             value = self.fraction(num, exact=True)
-            exp = Exponent(const=-value if minus else value)
+            exp = Exponent._trusted(const=-value if minus else value)
         else:  # affine
-            exp = Exponent()
+            exp = Exponent._trusted()
             sign = 1
             for child in node.children:
                 if isinstance(child, Token):  # leading minus
@@ -755,7 +755,7 @@ class _Builder:
             name = children.pop() if children and children[-1].type == "NAME" else None
             value = sign * self.fraction(*children, exact=True)
             if name is None:
-                return Exponent(const=value)
+                return Exponent._trusted(const=value)
         else:  # name_term: align or align/2
             name, *den = node.children
             divisor = self.fraction(den[0], exact=True) if den else Fraction(1)
@@ -764,9 +764,9 @@ class _Builder:
                                  hint="a fraction needs a non-zero denominator, e.g. `align/2`")
             value = sign / divisor
         if str(name) == "alpha":
-            return Exponent(alpha=value)
+            return Exponent._trusted(alpha=value)
         if str(name) != "align":
             raise self.error(name, f"`{name}` cannot appear in an exponent",
                              hint="exponents are rationals, affine in `align` (width) or "
                              "`alpha` (depth), e.g. `(1 - align)`, `m^(alpha - 1)`")
-        return Exponent(align=value)
+        return Exponent._trusted(align=value)

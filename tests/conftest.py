@@ -14,6 +14,15 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Most of the suite's time is XLA compiling many small programs; the tests check
 # values, not speed (speed lives in benchmarks/), so compile with few optimizations.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# The coordinate checks run eagerly (a few steps, paramspec._coord), so XLA compiles
+# every operation once per width: XLA:CPU's older elemental emitters compile a small
+# program in ~55 % of the CPU time of the default fusion emitters (measured on this
+# suite's kernels: 71 -> 39 ms per op), for the same operations. Appended, so a
+# device-count flag that a test sets for its subprocesses is kept.
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false"
+    ).strip()
 
 settings.register_profile(
     "ci",

@@ -65,7 +65,9 @@ def test_a_plain_model_is_checked_by_recording_its_layers():
 
 
 def test_a_change_larger_than_the_layer_is_flagged_not_judged():
-    check = coord_check("sp-global", make_tiny, _batch(), linear_loss, widths=WIDTHS,
+    # two widths suffice to flag (no slope is judged), and 32, 64 are the plain model's
+    # widths above: their kernels are compiled once for both tests
+    check = coord_check("sp-global", make_tiny, _batch(), linear_loss, widths=(32, 64),
                         seeds=(0,), learning_rate=30.0)
     flagged = [layer for layer in check.layers if layer.verdict == "flagged"]
     assert flagged and all(layer.relative > 1 for layer in flagged)
