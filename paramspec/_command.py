@@ -38,4 +38,16 @@ def prepare() -> None:
         return  # the user enables some plugins: pydantic's own loader finds them
     loader = types.ModuleType(_LOADER, "pydantic's plugin loader, all plugins disabled")
     loader.get_plugins = lambda: ()  # type: ignore[attr-defined]
+    loader.__getattr__ = _real_loader_attribute  # type: ignore[attr-defined]
     sys.modules[_LOADER] = loader
+
+
+def _real_loader_attribute(name: str) -> object:
+    """Anything but `get_plugins` (a pydantic release that asks for more): hand the name
+    back to pydantic's real loader, so the stand-in can only ever cost the import it saves."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    import importlib
+
+    sys.modules.pop(_LOADER, None)
+    return getattr(importlib.import_module(_LOADER), name)

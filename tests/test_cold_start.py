@@ -100,3 +100,22 @@ def test_trusted_canonicalises_and_checks_like_validation():
             cls._trusted(**values)
     with pytest.raises(TypeError, match="no field"):
         _ir.Block._trusted(name="b", rol="hidden")
+
+
+def test_the_stand_in_loader_hands_other_names_to_pydantics_own() -> None:
+    """A pydantic release that asks the loader for more than `get_plugins` still works:
+    the stand-in imports the real loader and answers from it."""
+    code = (
+        "import sys; from paramspec import _command; "
+        "sys.modules.pop('pydantic.plugin._loader', None); "
+        "import os; os.environ['PYDANTIC_DISABLE_PLUGINS'] = '__all__'; "
+        "_command.prepare(); stub = sys.modules['pydantic.plugin._loader']; "
+        "assert stub.get_plugins() == (); "
+        "real = stub._plugins; "
+        "assert sys.modules['pydantic.plugin._loader'] is not stub; "
+        "print(type(real).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() in {"dict", "NoneType"}
