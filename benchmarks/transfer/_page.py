@@ -43,9 +43,10 @@ def fmt(x: object) -> str:
     return str(x)
 
 
-def command(script: str) -> str:
-    """The command line that ran this script, relative to the repository root."""
-    return " ".join(["python", script, *sys.argv[1:]])
+def command(script: str, drop: Iterable[str] = ("--from-results",)) -> str:
+    """The command line that ran this script, relative to the repository root, less
+    the flags in `drop` (those that change how the page is written, not what it shows)."""
+    return " ".join(["python", script, *(a for a in sys.argv[1:] if a not in set(drop))])
 
 
 def header(title: str, script: str, cmd: str | None = None) -> list[str]:
@@ -110,10 +111,14 @@ def run_time(
             f"{scratch['wall_s']:.0f} s wall for the whole command run from scratch "
             f"({scratch['runs']} runs); "
         )
+    invocation = (
+        f"this invocation: {elapsed:.0f} s, {ran} runs trained, {skipped} resumed from "
+        "the results file" if reports else "this page was written from the results file "
+        "without training"
+    )
     text += (
-        f"the runs' own wall times sum to {train_s:.0f} s (amortised over the runs "
-        f"trained together; this invocation: {elapsed:.0f} s, {ran} runs trained, "
-        f"{skipped} resumed from the results file), on {machine()}."
+        f"{'the' if scratch else 'The'} runs' own wall times sum to {train_s:.0f} s (amortised over the runs "
+        f"trained together; {invocation}), on {machine()}."
     )
     return text + (f" {extra}" if extra else "")
 

@@ -152,6 +152,9 @@ def main() -> None:
     parser.add_argument("--specs", default=None,
                         help="comma-separated specs (default: SPECS, those this paramspec ships)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (no docs)")
+    parser.add_argument("--from-results", action="store_true",
+                        help="train nothing: write the page from the results file as it is "
+                        "(runs of the grid that are missing are listed on the page)")
     args = parser.parse_args()
     if args.quick:
         args.widths, args.steps, args.lr_min, args.lr_max = "32,64", 20, -8.0, -7.0
@@ -170,6 +173,8 @@ def main() -> None:
         grids[spec] = _grid(own.get("lr_min", args.lr_min), own.get("lr_max", args.lr_max))
         seeds_of[spec] = int(own.get("seeds", args.seeds))
         depth = own.get("depth")
+        if args.from_results:
+            continue
         reports.append(sweep(
             [spec],
             model="transformer",
@@ -186,7 +191,16 @@ def main() -> None:
         ))
     elapsed = time.perf_counter() - start
     scratch = _page.record_timing(out, reports, elapsed)
-    rows = [r for r in ResultsFile(reports[0].results).final_rows() if r["spec"] in specs]
+    rows = [r for r in ResultsFile(out / "results.csv").final_rows() if r["spec"] in specs]
+    have = {(r["spec"], r["width"], r["lr"], r["seed"]) for r in rows}
+    missing = [
+        f"{spec} width {w}: {len(gone)} of {len(grids[spec]) * seeds_of[spec]} runs "
+        f"(seeds {sorted({seed for _, seed in gone})})"
+        for spec in specs
+        for w in widths
+        if (gone := [(lr, seed) for lr in grids[spec] for seed in range(seeds_of[spec])
+                     if (spec, w, lr, seed) not in have])
+    ]
     summary = summarize(rows, reference="mup")
     plots = plot_sweep(rows, summary, out)
     for spec, entry in summary.items():
@@ -196,7 +210,7 @@ def main() -> None:
             [(o["width"], round(o["lr_star"], 5), o["at_edge"]) for o in entry["optima"]],
         )
     if args.quick:
-        print(f"{elapsed:.0f} s; quick run, docs left alone; results in {reports[0].results}")
+        print(f"{elapsed:.0f} s; quick run, docs left alone; results in {out / 'results.csv'}")
         return
 
     def grid_text(spec: str) -> str:
@@ -205,7 +219,7 @@ def main() -> None:
 
     default_grid = grid_text(specs[0])
     own_grids = [f"{s}: {grid_text(s)}" for s in specs if grid_text(s) != default_grid]
-    own_seeds = [f"{s}: {seeds_of[s]}" for s in specs if seeds_of[s] != args.seeds]
+    own_seeds = [f"{s}: {list(range(seeds_of[s]))}" for s in specs if seeds_of[s] != args.seeds]
     depth_specs = [s for s in specs if "depth" in SPEC_SETTINGS.get(s, {})]
     grid_ratio = 2**0.5
     lines = [
@@ -222,7 +236,7 @@ def main() -> None:
         f"ratio 2^(1/2), {default_grid}"
         + (f" ({'; '.join(own_grids)})" if own_grids else "")
         + f", seeds {list(range(args.seeds))}"
-        + (f" ({'; '.join(own_seeds)}: a CPU-time cut)" if own_seeds else "")
+        + (f" ({'; '.join(own_seeds)}, a CPU-time cut)" if own_seeds else "")
         + " (losses averaged over seeds before the fit), specs "
         f"{', '.join(specs)}. Metrics: `summarize(rows, reference='mup')`, see "
         f"[transfer-metrics](transfer-metrics.md). {len(rows)} runs, trained by the "
@@ -231,6 +245,11 @@ def main() -> None:
         *(_completep_paragraph() if depth_specs else []),
         _page.run_time(scratch, rows, reports, elapsed),
         "",
+        *([
+            "**Not run (cut for CPU time; the command above trains them).** "
+            + "; ".join(missing) + ". Those widths' optima average the seeds that ran.",
+            "",
+        ] if missing else []),
         *_page.metrics_table(summary),
         "",
         *_page.images(plots, "transfer-transformer-"),
