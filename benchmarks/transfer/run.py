@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import _page
+import alignment
 import drift
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,8 +56,9 @@ def _reading(summary: dict) -> list[str]:
     if p.get("mup") is not None and abs(p["mup"]) > 0.2:
         out.append(
             f"- mup's optimum is not flat either: it *rises* with width (p = {p['mup']:+.2f}), "
-            "the opposite direction to sp-global's, so muP's promise of p = 0 is only "
-            "approximately met at these small widths and short runs."
+            "the opposite direction to sp-global's; the section [below]"
+            "(#why-mups-optimum-rises-on-the-mlp) finds why (the updates are less aligned "
+            "than muP's exponents assume; not too few steps or too small widths)."
         )
     out += [
         "",
@@ -123,7 +125,7 @@ def main() -> None:
         f"[transfer-metrics](transfer-metrics.md). {len(rows)} runs.",
         "",
         _page.run_time(scratch, rows, report, main_s, extra=(
-            "The variants of the next-but-one section: "
+            "The variants of \"Why mup's optimum rises\" below: "
             + (f"{drift_scratch['wall_s']:.0f} s from scratch, " if drift_scratch else "")
             + f"{len(drift_rows)} runs, their own wall times summing to "
             f"{sum(r['wall_s'] for r in drift_rows):.0f} s."
@@ -177,6 +179,8 @@ def drift_section(out: Path) -> list[str]:
         *drift.variant_table(out),
         "",
         *drift.reading(out),
+        "",
+        *drift.conclusion(out, alignment.table()),
         "",
     ]
 
