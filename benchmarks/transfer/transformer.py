@@ -37,10 +37,10 @@ SPECS = ("sp-global", "sp-perlayer", "sp-embed-lr", "mup", "mup-muon", "complete
 # - completep is mup at depth == base_depth (m = 1): compiled at the model's depth 2
 #   against its base depth 1 (m = 2: residual branches x 1/2, epsilons x 1/2 inside
 #   the blocks), so the row tests that CompleteP's depth factors keep the width
-#   transfer. One seed: the CPU time cut of this run (2 shared cores, 2026-12-02).
+#   transfer. ("seeds" would set a spec's own seed count.)
 SPEC_SETTINGS: dict[str, dict[str, float]] = {
     "mup-muon": {"lr_min": -9.0, "lr_max": -2.5},
-    "completep": {"depth": 2, "seeds": 1},
+    "completep": {"depth": 2},
 }
 TF_DEPTH = 2  # the reference task's depth (`paramspec._transfer._sweep._TF_DEPTH`)
 
@@ -122,9 +122,20 @@ def _reading(summary: dict, grid_ratio: float) -> list[str]:
             gaps = ", ".join(f"{b['loss_star'] - a['loss_star']:+.3f}" for a, b in pairs)
             out.append(
                 f"- completep (m = 2) against mup, width by width: η* ratio {ratios}; "
-                f"L* difference {gaps} (the depth factors at fixed depth shift the "
-                "constants, not the width exponents)."
+                f"L* difference {gaps}. Its width exponents are mup's, so a different "
+                "trend is the depth factors' constants acting at finite width, or noise "
+                + ("(completep ran with one seed: E = "
+                   f"{mine['E']:.2f} against mup's {ref['E']:.2f})."
+                   if min(o["n_seeds"] for o in mine["optima"]) == 1 else "(see E).")
             )
+    muon = summary.get("mup-muon")
+    if muon and ref and muon.get("R_inf") is not None:
+        out.append(
+            f"- mup-muon (Muon on the hidden matrices) against mup (AdamW): R(∞) = "
+            f"{muon['R_inf']:+.3g} ({'lower' if muon['R_inf'] < 0 else 'higher'} optimal "
+            "loss in the limit the widths suggest), its optimum on its own grid (Muon's "
+            "rates sit higher than Adam's)."
+        )
     out += [
         "",
         "Caveats: a depth-2 character model at the widths above, trained for the steps "
