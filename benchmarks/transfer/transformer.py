@@ -3,8 +3,9 @@
     python benchmarks/transfer/transformer.py [--out DIR] [--widths 32,64,128,256]
         [--steps 300] [--lr-min -10] [--lr-max -3.5] [--seeds 2] [--weight-decay 0.1]
 
-Sweeps `sp-global`, `sp-perlayer`, `sp-embed-lr` and `mup` (plus `completep` where this
-paramspec ships it; `--specs` chooses others) on the `"transformer"` task of
+Sweeps `sp-global`, `sp-perlayer`, `sp-embed-lr`, `mup`, `mup-muon` and `completep`
+(those this paramspec ships; `--specs` chooses others; per-spec grids, seeds and depth
+in `SPEC_SETTINGS`) on the `"transformer"` task of
 `paramspec._transfer._sweep` (pre-LN decoder, depth 2, head size 16, on the shipped
 character corpus; batch 16 windows of 32 characters; loss = cross-entropy on a fixed
 validation batch) with AdamW (decoupled weight decay, Kalra & Barkeshli's setting),
@@ -22,33 +23,38 @@ steps) that writes into `DIR` only, never into `docs/`.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import shutil
-import sys
 import time
 from pathlib import Path
 
+import _page
+
 ROOT = Path(__file__).resolve().parents[2]
-SPECS = ("sp-global", "sp-perlayer", "sp-embed-lr", "mup")
-# Rows once the library ships them (`mup-muon` trains with Muon, whose learning rates
-# need their own grid: add it with --specs and --lr-min/--lr-max of its own).
-OPTIONAL_SPECS = ("completep",)
-
-
-def _fmt(x: object) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return f"{x:.3g}"
-    return str(x)
+SPECS = ("sp-global", "sp-perlayer", "sp-embed-lr", "mup", "mup-muon", "completep")
+# Per-spec settings that differ from the command line's:
+# - mup-muon trains its hidden matrices with Muon, whose learning rates sit higher than
+#   Adam's (a pilot at width 16: optimum 2^-5 against Adam's 2^-6): its own grid,
+#   14 points at ratio 2^(1/2) from 2^-9.
+# - completep is mup at depth == base_depth (m = 1): compiled at the model's depth 2
+#   against its base depth 1 (m = 2: residual branches x 1/2, epsilons x 1/2 inside
+#   the blocks), so the row tests that CompleteP's depth factors keep the width
+#   transfer. ("seeds" would set a spec's own seed count.)
+SPEC_SETTINGS: dict[str, dict[str, float]] = {
+    "mup-muon": {"lr_min": -9.0, "lr_max": -2.5},
+    "completep": {"depth": 2},
+}
+TF_DEPTH = 2  # the reference task's depth (`paramspec._transfer._sweep._TF_DEPTH`)
 
 
 def _specs() -> tuple[str, ...]:
     from paramspec import builtin_names
 
     names = set(builtin_names())
-    return SPECS + tuple(s for s in OPTIONAL_SPECS if s in names)
+    return tuple(s for s in SPECS if s in names)
+
+
+def _grid(lr_min: float, lr_max: float) -> list[float]:
+    count = round((lr_max - lr_min) * 2) + 1
+    return [2.0 ** (lr_min + k / 2) for k in range(count)]
 
 
 def _reading(summary: dict, grid_ratio: float) -> list[str]:
@@ -76,7 +82,7 @@ def _reading(summary: dict, grid_ratio: float) -> list[str]:
             f"- Does sp-global's optimum fall with width? p = {p_sp:+.2f}, drift "
             f"{d_sp:.2f} grid steps: **{'yes' if falls else 'no'}**."
         )
-    for spec in ("mup", "sp-perlayer", "completep"):
+    for spec in ("mup", "sp-perlayer", "mup-muon", "completep"):
         d, p = get(spec, "drift_steps"), get(spec, "p")
         if d is None:
             if spec in summary:
@@ -93,19 +99,48 @@ def _reading(summary: dict, grid_ratio: float) -> list[str]:
             f"- Does sp-embed-lr close most of the gap? p = {p_e:+.2f} against sp-global's "
             f"{p_sp:+.2f} ({'at most half' if closes_p else 'more than half'} the exponent)"
         )
-        if r_e is not None and r_g is not None:
+        if r_e is not None and r_g is not None and r_g > 0:
             closes_r = r_e <= r_g / 2
             text += (
                 f"; R(∞) = {r_e:.3g} against sp-global's {r_g:.3g} "
                 f"({'at most half' if closes_r else 'more than half'} the penalty)"
             )
             closes_p = closes_p and closes_r
+        elif r_g is not None:
+            text += (
+                f"; in loss there is no gap to close: sp-global's R(∞) against mup is "
+                f"{r_g:.3g} (not a penalty), sp-embed-lr's "
+                f"{'undetermined' if r_e is None else f'{r_e:.3g}'}"
+            )
         out.append(text + f": **{'yes' if closes_p else 'no'}**.")
+    mine, ref = summary.get("completep"), summary.get("mup")
+    if mine and ref:
+        ours = {o["width"]: o for o in mine["optima"]}
+        pairs = [(o, ours[o["width"]]) for o in ref["optima"] if o["width"] in ours]
+        if pairs:
+            ratios = ", ".join(f"{b['lr_star'] / a['lr_star']:.2f}" for a, b in pairs)
+            gaps = ", ".join(f"{b['loss_star'] - a['loss_star']:+.3f}" for a, b in pairs)
+            out.append(
+                f"- completep (m = 2) against mup, width by width: η* ratio {ratios}; "
+                f"L* difference {gaps}. Its width exponents are mup's, so a different "
+                "trend is the depth factors' constants acting at finite width, or noise "
+                + ("(completep ran with one seed: E = "
+                   f"{mine['E']:.2f} against mup's {ref['E']:.2f})."
+                   if min(o["n_seeds"] for o in mine["optima"]) == 1 else "(see E).")
+            )
+    muon = summary.get("mup-muon")
+    if muon and ref and muon.get("R_inf") is not None:
+        out.append(
+            f"- mup-muon (Muon on the hidden matrices) against mup (AdamW): R(∞) = "
+            f"{muon['R_inf']:+.3g} ({'lower' if muon['R_inf'] < 0 else 'higher'} optimal "
+            "loss in the limit the widths suggest), its optimum on its own grid (Muon's "
+            "rates sit higher than Adam's)."
+        )
     out += [
         "",
         "Caveats: a depth-2 character model at the widths above, trained for the steps "
-        "above on a CPU, is far from the papers' scales; the fits use 4 widths, 2 seeds "
-        "averaged; a drift below 1 grid step is within the resolution of the grid. "
+        "above on a CPU, is far from the papers' scales; the fits use 4 widths and "
+        "the seeds of the setup, averaged; a drift below 1 grid step is within the resolution of the grid. "
         "E is the rms residual of the power-law fit in ln η.",
     ]
     return out
@@ -126,43 +161,57 @@ def main() -> None:
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--chunk", type=int, default=None)
     parser.add_argument("--specs", default=None,
-                        help="comma-separated specs (default: the four, plus completep if shipped)")
+                        help="comma-separated specs (default: SPECS, those this paramspec ships)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (no docs)")
+    parser.add_argument("--from-results", action="store_true",
+                        help="train nothing: write the page from the results file as it is "
+                        "(runs of the grid that are missing are listed on the page)")
     args = parser.parse_args()
     if args.quick:
         args.widths, args.steps, args.lr_min, args.lr_max = "32,64", 20, -8.0, -7.0
-
-    import jax
 
     from paramspec._transfer import ResultsFile, summarize
     from paramspec._transfer._plots import plot_sweep
     from paramspec._transfer._sweep import sweep
 
     widths = [int(w) for w in args.widths.split(",")]
-    count = round((args.lr_max - args.lr_min) * 2) + 1
-    lrs = [2.0 ** (args.lr_min + k / 2) for k in range(count)]
     specs = tuple(args.specs.split(",")) if args.specs else _specs()
     out = Path(args.out)
     start = time.perf_counter()
-    report = sweep(
-        specs,
-        model="transformer",
-        widths=widths,
-        lrs=lrs,
-        seeds=list(range(args.seeds)),
-        steps=args.steps,
-        base_width=min(widths),
-        weight_decay=args.weight_decay,
-        chunk_size=args.chunk,
-        out=out,
-        progress=True,
-    )
+    reports, grids, seeds_of = [], {}, {}
+    for spec in specs:
+        own = {} if args.quick else SPEC_SETTINGS.get(spec, {})
+        grids[spec] = _grid(own.get("lr_min", args.lr_min), own.get("lr_max", args.lr_max))
+        seeds_of[spec] = int(own.get("seeds", args.seeds))
+        depth = own.get("depth")
+        if args.from_results:
+            continue
+        reports.append(sweep(
+            [spec],
+            model="transformer",
+            widths=widths,
+            lrs=grids[spec],
+            seeds=list(range(seeds_of[spec])),
+            steps=args.steps,
+            base_width=min(widths),
+            weight_decay=args.weight_decay,
+            chunk_size=args.chunk,
+            out=out,
+            progress=True,
+            **({"depth": int(depth)} if depth is not None else {}),
+        ))
     elapsed = time.perf_counter() - start
-    timing = out / "timing.json"
-    if report.skipped == 0:  # a run from scratch: remember how long the whole command took
-        timing.write_text(json.dumps({"wall_s": elapsed, "runs": report.ran}), encoding="utf-8")
-    scratch = json.loads(timing.read_text(encoding="utf-8")) if timing.exists() else None
-    rows = ResultsFile(report.results).final_rows()
+    scratch = _page.record_timing(out, reports, elapsed)
+    rows = [r for r in ResultsFile(out / "results.csv").final_rows() if r["spec"] in specs]
+    have = {(r["spec"], r["width"], r["lr"], r["seed"]) for r in rows}
+    missing = [
+        f"{spec} width {w}: {len(gone)} of {len(grids[spec]) * seeds_of[spec]} runs "
+        f"(seeds {sorted({seed for _, seed in gone})})"
+        for spec in specs
+        for w in widths
+        if (gone := [(lr, seed) for lr in grids[spec] for seed in range(seeds_of[spec])
+                     if (spec, w, lr, seed) not in have])
+    ]
     summary = summarize(rows, reference="mup")
     plots = plot_sweep(rows, summary, out)
     for spec, entry in summary.items():
@@ -172,83 +221,78 @@ def main() -> None:
             [(o["width"], round(o["lr_star"], 5), o["at_edge"]) for o in entry["optima"]],
         )
     if args.quick:
-        print(f"{elapsed:.0f} s; quick run, docs left alone; results in {report.results}")
+        print(f"{elapsed:.0f} s; quick run, docs left alone; results in {out / 'results.csv'}")
         return
-    img = ROOT / "docs/img"
-    for path in plots:
-        shutil.copy(path, img / f"transfer-transformer-{path.name}")
 
-    command = "python benchmarks/transfer/transformer.py " + " ".join(sys.argv[1:])
-    train_s = sum(r["wall_s"] for r in rows)
+    def grid_text(spec: str) -> str:
+        lrs = grids[spec]
+        return f"2^{_log2(lrs[0]):g} .. 2^{_log2(lrs[-1]):g}"
+
+    default_grid = grid_text(specs[0])
+    own_grids = [f"{s}: {grid_text(s)}" for s in specs if grid_text(s) != default_grid]
+    own_seeds = [f"{s}: {list(range(seeds_of[s]))}" for s in specs if seeds_of[s] != args.seeds]
+    depth_specs = [s for s in specs if "depth" in SPEC_SETTINGS.get(s, {})]
     grid_ratio = 2**0.5
     lines = [
-        "# Learning-rate transfer of a transformer (CPU reproduction)",
-        "",
-        "Generated by `benchmarks/transfer/transformer.py`; do not edit by hand. Reproduce "
-        "with",
-        "",
-        "```bash",
-        command.strip(),
-        "```",
-        "",
+        *_page.header("Learning-rate transfer of a transformer (CPU reproduction)",
+                      "benchmarks/transfer/transformer.py"),
         "**Setup.** The `transformer` task of `paramspec._transfer._sweep`: a pre-LN decoder "
-        "(depth 2, head size 16, GeLU MLP of 4x width, no biases, untied readout) as a "
-        "character model of the shipped corpus (CPython's pydoc topics, 96 tokens), batches "
+        f"(depth {TF_DEPTH}, head size 16, GeLU MLP of 4x width, no biases, untied readout) as "
+        "a character model of the shipped corpus (CPython's pydoc topics, 96 tokens), batches "
         "of 16 windows of 32 characters, loss = cross-entropy on a fixed validation batch "
         f"of 64 windows. AdamW (eps 1e-8, decoupled weight decay {args.weight_decay:g} times "
-        f"each layer's factor), {args.steps} steps, widths {', '.join(map(str, widths))} "
-        f"({max(widths) // min(widths)}x), base width {min(widths)}, {len(lrs)} learning "
-        f"rates 2^{args.lr_min:g} .. 2^{args.lr_max:g} (ratio 2^(1/2)), seeds "
-        f"{list(range(args.seeds))} (losses averaged over seeds before the fit), "
-        f"specs {', '.join(specs)}. Metrics: `summarize(rows, reference='mup')`, see "
+        f"each layer's factor; `mup-muon`: Muon on the hidden matrices, AdamW elsewhere), "
+        f"{args.steps} steps, widths {', '.join(map(str, widths))} "
+        f"({max(widths) // min(widths)}x), base width {min(widths)}, 14 learning rates at "
+        f"ratio 2^(1/2), {default_grid}"
+        + (f" ({'; '.join(own_grids)})" if own_grids else "")
+        + f", seeds {list(range(args.seeds))}"
+        + (f" ({'; '.join(own_seeds)}, a CPU-time cut)" if own_seeds else "")
+        + " (losses averaged over seeds before the fit), specs "
+        f"{', '.join(specs)}. Metrics: `summarize(rows, reference='mup')`, see "
         f"[transfer-metrics](transfer-metrics.md). {len(rows)} runs, trained by the "
         "vectorised sweep engine.",
         "",
-        "**Run time.** "
-        + (
-            f"{scratch['wall_s']:.0f} s wall for the whole command run from scratch "
-            f"({scratch['runs']} runs); "
-            if scratch
-            else ""
-        )
-        + f"the runs' amortised wall times sum to {train_s:.0f} s (this invocation: "
-        f"{elapsed:.0f} s, {report.ran} runs trained, {report.skipped} resumed from the "
-        f"results file), on {platform.machine()} ({jax.devices()[0].platform}, "
-        f"{len(jax.devices())} device(s)), Python {platform.python_version()}, "
-        f"JAX {jax.__version__}.",
+        *(_completep_paragraph() if depth_specs else []),
+        _page.run_time(scratch, rows, reports, elapsed),
         "",
-        "| spec | η* per width | drift (grid steps) | p | E | holdout (steps) | κ | "
-        "R(∞) vs mup | edge widths |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for spec, entry in summary.items():
-        etas = ", ".join(
-            f"{o['width']}: {o['lr_star']:.2g}{'*' if o['at_edge'] else ''}"
-            for o in entry["optima"]
-        )
-        lines.append(
-            f"| {spec} | {etas} | {_fmt(entry['drift_steps'])} | {_fmt(entry['p'])} | "
-            f"{_fmt(entry['E'])} | {_fmt(entry['holdout_steps'])} | {_fmt(entry['kappa'])} | "
-            f"{_fmt(entry['R_inf'])} | {entry['edge_widths'] or '–'} |"
-        )
-    lines += [
+        *([
+            "**Not run (cut for CPU time; the command above trains them).** "
+            + "; ".join(missing) + ". Those widths' optima average the seeds that ran.",
+            "",
+        ] if missing else []),
+        *_page.metrics_table(summary),
         "",
-        "`*`: the optimum sits at the edge of the grid (a bound, left out of the fits).",
-        "",
-        "![loss against learning rate](img/transfer-transformer-loss-vs-lr.png)",
-        "",
-        "![optimal learning rate against width](img/transfer-transformer-optimal-lr-vs-width.png)",
-        "",
+        *_page.images(plots, "transfer-transformer-"),
         "## Reading",
         "",
         *_reading(summary, grid_ratio),
         "",
+        *_page.notes(summary),
     ]
-    notes = [f"- {spec}: {note}" for spec, e in summary.items() for note in e["notes"]]
-    if notes:
-        lines += ["## Notes from `summarize`", "", *notes, ""]
-    (ROOT / "docs/transfer-transformer.md").write_text("\n".join(lines), encoding="utf-8")
+    _page.write_page("docs/transfer-transformer.md", lines)
     print(f"{elapsed:.0f} s; wrote docs/transfer-transformer.md")
+
+
+def _log2(x: float) -> float:
+    import math
+
+    return round(math.log2(x) * 2) / 2
+
+
+def _completep_paragraph() -> list[str]:
+    return [
+        "**Why completep runs at depth 2 against base depth 1.** CompleteP is muP in width "
+        "plus depth factors in m = depth / base_depth; at m = 1 every depth factor is 1 and "
+        "it *is* mup, so a width sweep at the base depth would repeat the mup row. The "
+        "reproduction's model has 2 blocks; completep is compiled at depth 2 against "
+        "base depth 1 (m = 2: each residual branch times 1/2, epsilons inside the blocks "
+        "times 1/2; AdamW's learning-rate factor m^(alpha-1) is 1 at alpha = 1). Its width "
+        "exponents are mup's, so it should transfer across width exactly as mup does; "
+        "the row tests that the depth factors do not spoil that. Transfer *across depth* "
+        "is the depth page's question, not this one.",
+        "",
+    ]
 
 
 if __name__ == "__main__":

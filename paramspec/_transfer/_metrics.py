@@ -360,6 +360,17 @@ def asymptotic_penalty(
     boundary (0.01 or 3) means the data don't pin it down; with A ≈ 0, ρ is
     meaningless. R(∞) is an extrapolation: trust it as far as the widths reach.
 
+    **Undetermined fits raise.** When the gap is still moving at the largest width
+    (e.g. it grows like ln n over the measured widths), the best ρ runs to the small
+    end of the range, where 1 and n^(-ρ) are nearly collinear, and R(∞) and A
+    blow up with opposite signs (R(∞) = -37 from gaps of a few 1e-3). The fit is
+    accepted only if it extrapolates no further than the data moved: the change it
+    predicts beyond the largest width, |A| n_max^(-ρ) = |R(∞) - fit(n_max)|, must
+    not exceed the range of the measured gaps (max - min). Otherwise it raises
+    `TransferMetricError` saying so (`summarize` reports `R_inf` as `None` with
+    that reason in `notes`). For a fit that follows the data this is the condition
+    (n_max/n_min)^ρ >= 2 (ρ >= 1/3 for widths spanning 8x).
+
     Needs at least three widths (three unknowns).
 
     ```python
@@ -378,10 +389,21 @@ def asymptotic_penalty(
     coarse = [_penalty_at(rho, n, gap)[0] for rho in _RHO_COARSE]
     best = float(_RHO_COARSE[int(np.argmin(coarse))])
     fine = np.arange(best - 0.01, best + 0.01 + _RHO_FINE_STEP / 2, _RHO_FINE_STEP)
-    fine = fine[(fine > 0) & (fine <= 3)]
+    fine = fine[(fine >= _RHO_COARSE[0] - 1e-12) & (fine <= 3)]  # the stated range
     fits = [(*_penalty_at(rho, n, gap), rho) for rho in fine]
     _, r_inf, a, rho = min(fits, key=lambda fit: fit[0])
     rho = float(rho)
+    beyond = abs(a) * float(n.max()) ** -rho  # the change the fit predicts past n_max
+    seen = float(gap.max() - gap.min())
+    if beyond > seen + 1e-12 * max(1.0, float(np.abs(gap).max())):
+        raise TransferMetricError(
+            f"R(inf) is undetermined: the loss gap still moves at the largest width "
+            f"(best rho = {rho:.2g}), so the fit R(inf) + A n^(-rho) would extrapolate "
+            f"{beyond:.3g} beyond width {n.max() * n0:g}, more than the {seen:.3g} the gap "
+            f"moved across widths {n.min() * n0:g}..{n.max() * n0:g} (its R(inf) would be "
+            f"{r_inf:.3g}); the gap at the largest width is {gap[np.argmax(n)]:.3g}. "
+            "Add wider widths to pin the limit down."
+        )
     return Penalty(r_inf, a * n0**rho, rho)
 
 
@@ -612,7 +634,10 @@ def _penalty(
         return entry, (
             f"R(inf) needs 3 widths bracketed in both {spec!r} and {reference!r}; got {shared}."
         )
-    fit = asymptotic_penalty(
-        shared, [mine[w].loss_star for w in shared], [ref[w].loss_star for w in shared]
-    )
+    try:
+        fit = asymptotic_penalty(
+            shared, [mine[w].loss_star for w in shared], [ref[w].loss_star for w in shared]
+        )
+    except TransferMetricError as error:  # an ill-conditioned extrapolation: no number
+        return entry, f"{error.message} (reference {reference!r})"
     return {**entry, "R_inf": fit.r_inf, "A": fit.a, "rho": fit.rho}, None

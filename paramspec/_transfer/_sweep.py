@@ -347,7 +347,7 @@ class _Setup:
         self.task, self.width, self.options = task, width, options
         self._inits: dict[int, Any] = {}
         self.compiled = compile_spec(spec, width=width, base_width=options.base_width,
-                                     optimizer=options.optimizer)
+                                     optimizer=options.optimizer, depth=options.depth)
         template = self.init(0)
         # The learning rate is applied *after* c.optimizer (built with learning_rate=1):
         # its last stage is the linear `-learning_rate * u`, so `lr * update(1)` is exactly
@@ -450,10 +450,11 @@ class _Options:
     layouts: Any = None  # Mapping[str, Layout] | None, forwarded to `Compiled.init`
     tied: Any = None  # Mapping[str, str] | None, forwarded to `Compiled.init`
     optimizer: str | None = None  # overrides the spec's own
+    depth: int | None = None  # compile at this depth (m = depth / base_depth)
 
     def cache_key(self) -> tuple[Any, ...]:
         return (self.base_width, self.weight_decay, repr(self.roles), repr(self.layouts),
-                repr(self.tied), self.optimizer)
+                repr(self.tied), self.optimizer, self.depth)
 
 
 # Compiled trainers of recent (task, spec, width, engine): a resumed sweep, or a second
@@ -525,6 +526,7 @@ def sweep(
     on_run: Callable[[dict[str, Any]], None] | None = None,
     tied: Mapping[str, str] | None = None,
     optimizer: str | None = None,
+    depth: int | None = None,
 ) -> SweepReport:
     """Train the grid and append each finished run's final row to `out/results.csv`.
 
@@ -554,6 +556,12 @@ def sweep(
 
     `optimizer` overrides the specs' own (default: each spec's, else adam); when given,
     the `spec` column reads `name@optimizer`, so runs of two optimizers stay apart.
+
+    `depth` compiles every spec at that depth, so `m = depth / base_depth` (the spec's
+    `base_depth`, else 1) sets the depth factors of a spec that has them (e.g.
+    CompleteP's residual-branch multiplier); it does not change the model (give the
+    model that depth yourself). Default: the spec's base depth (m = 1). When given,
+    the run key gains `depth=`.
 
     ```python
     import tempfile
@@ -599,7 +607,10 @@ def sweep(
         for lr in lrs
         for seed in seeds
     ]
-    extra = {"steps": steps, **({"wd": float(weight_decay)} if weight_decay else {})}
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise SweepError(f"`depth` must be None or an int >= 1; got {depth!r}.")
+    extra = {"steps": steps, **({"wd": float(weight_decay)} if weight_decay else {}),
+             **({"depth": depth} if depth is not None else {})}
 
     def key_of(spec: str, width: int, lr: float, mult: float, seed: int) -> str:
         return run_key(label_of(spec, mult), label, width, lr, mult, seed, **extra,
@@ -618,10 +629,11 @@ def sweep(
     from .._compile import compile as compile_spec
 
     for spec in dict.fromkeys(s for s, *_ in todo):  # fail early on a bad spec
-        compile_spec(spec, width=max(widths), base_width=base_width, optimizer=optimizer)
+        compile_spec(spec, width=max(widths), base_width=base_width, optimizer=optimizer,
+                     depth=depth)
 
     task = resolve(batch_size)
-    options = _Options(base_width, float(weight_decay), roles, layouts, tied, optimizer)
+    options = _Options(base_width, float(weight_decay), roles, layouts, tied, optimizer, depth)
 
     def row_of(run: tuple[Any, ...], loss_value: float, wall_s: float) -> dict[str, Any]:
         spec, width, lr, mult, seed = run

@@ -239,6 +239,23 @@ def test_asymptotic_penalty_with_noise():
         assert fit.r_inf == pytest.approx(R_INF, abs=0.02)
 
 
+def test_asymptotic_penalty_undetermined_when_the_gap_still_moves():
+    # The MLP benchmark's case: a gap that grows like ln n over 32..256, with no sign of
+    # a limit. The least-squares fit runs to rho = 0.01 and used to report R(inf) = -37.
+    n = np.array([32.0, 64, 128, 256])
+    gap = -0.0036 * np.log2(n / 32)
+    with pytest.raises(TransferMetricError, match=r"R\(inf\) is undetermined.*best rho = 0\.01"):
+        asymptotic_penalty(n, gap, 0 * n)
+    # A limit the widths do show (rho 0.6 over 8x: the fit extrapolates 0.45 of what it saw).
+    fit = asymptotic_penalty(n, 0.01 + 0.3 * n**-0.6, 0 * n)
+    assert fit.r_inf == pytest.approx(0.01, abs=1e-6)
+    # Through summarize: R_inf is None and the reason is in the notes.
+    rows = rows_of("ref", REF) + rows_of("sp", SP, gap=lambda w: -0.0036 * math.log2(w / 32))
+    sp = summarize(rows, reference="ref")["sp"]
+    assert sp["R_inf"] is None and sp["rho"] is None
+    assert any("R(inf) is undetermined" in note and "'ref'" in note for note in sp["notes"])
+
+
 def test_asymptotic_penalty_needs_three_widths():
     with pytest.raises(TransferMetricError, match=r"needs at least 3 widths; got 2 \(\[64\.0, 128"):
         asymptotic_penalty([64, 128], [3.1, 3.0], [3.0, 2.9])

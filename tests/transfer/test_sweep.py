@@ -284,3 +284,23 @@ def test_vectorised_engine_spreads_runs_over_four_devices():
     assert len(seq) == 6 and seq.keys() == vec.keys()
     for key in seq:
         assert vec[key] == pytest.approx(seq[key], rel=1e-5, abs=1e-7), key
+
+
+def test_depth_compiles_every_spec_at_that_depth(tmp_path):
+    import jax
+
+    from paramspec._transfer._sweep import _Options, _Setup
+
+    grid = {**GRID, "seeds": [0], "lrs": [1e-2]}
+    sweep(["mup"], out=tmp_path, depth=2, **grid)  # no depth factors: runs as without
+    (row,) = ResultsFile(tmp_path / "results.csv").final_rows()
+    assert row["key"].endswith("/depth=2/steps=3") and row["status"] == "ok"
+    task = make_task("transformer")  # 2 blocks: completep at depth 2, base depth 1
+    at_2 = _Setup(task, "completep", 16, _Options(depth=2))
+    at_base = _Setup(task, "completep", 16, _Options())
+    assert (at_2.compiled.m, at_base.compiled.m) == (2, 1)
+    multipliers = [b.branch_multiplier for b in at_2.init(0).blocks]
+    assert multipliers == [0.5, 0.5] and at_base.init(0).blocks[0].branch_multiplier == 1.0
+    assert jax.tree.leaves(at_2.init(0)) and at_2.opt is not None
+    with pytest.raises(SweepError, match="`depth` must be None or an int >= 1"):
+        sweep(["completep"], out=tmp_path, depth=0, **grid)
