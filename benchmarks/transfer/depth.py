@@ -1,0 +1,189 @@
+"""Learning-rate transfer across depth: does the optimum move less under CompleteP than muP?
+
+    python benchmarks/transfer/depth.py [--out DIR] [--width 32] [--depths 2,4,8,16]
+        [--base-depth 2] [--steps 300] [--lr-min -9.5] [--lr-max -4] [--seeds 2]
+        [--weight-decay 0.1] [--specs mup,completep]
+
+Sweeps `mup` (depth-blind) and `completep` (CompleteP, alpha = 1; `--specs` adds
+`depth-mup`) on the `"transformer"` task of `paramspec._transfer._sweep` (the task of
+the width reproduction, `transformer.py`: pre-LN character model, head size 16, batch
+16 windows of 32 characters, cross-entropy on a fixed validation batch) at one width
+(= the base width, so every spec is muP = SP in width) and several depths (number of
+blocks; base depth = the smallest), AdamW, learning rates 2^(k/2) for k/2 in
+[lr-min, lr-max] (ratio 2^(1/2)), with the vectorised sweep engine. Then it writes
+`docs/transfer-depth.md` (the metrics of `summarize(rows, axis="depth")`, the reading,
+the command, the run time and the machine's load) and the plots under `docs/img/`.
+
+Resumable: the results go to `DIR/results.csv` (default
+`benchmarks/transfer/out/depth`); rerun the same command after a kill (or with more
+`--specs`) and it trains only the missing runs. Every invocation's wall time and the
+load average before and after it are appended to `DIR/timing.json`. `--quick` is a small
+smoke run (depths 2,4, 3 lrs, 10 steps) that writes into `DIR` only, never into `docs/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = ("mup", "completep")
+
+
+def _reading(summary: dict, grid_ratio: float) -> list[str]:
+    """What the numbers say, written from the numbers (so a rerun cannot contradict it)."""
+    from _page import fmt
+
+    out = [
+        "The claim (Dey et al., CompleteP; theory.md §10): with each residual branch "
+        "multiplied by `m^(-alpha)` (`m` = depth / base depth) and the per-block learning "
+        "rates and epsilons of §10, the optimal learning rate tuned at the base depth stays "
+        "optimal as blocks are added; under depth-blind muP each added block moves the "
+        "residual stream as much as the first, so the optimum should fall with depth. "
+        f"One grid step is a factor {grid_ratio:.3g}.",
+        "",
+    ]
+    for spec, entry in summary.items():
+        d, p = entry["drift_steps"], entry["p"]
+        if d is None:
+            out.append(f"- {spec}: no drift measured (see the notes).")
+            continue
+        out.append(
+            f"- {spec}: drift {d:.2f} grid steps across depths {entry['depths']} "
+            f"(p = {p:+.2f}; E = {fmt(entry['E'])}); within one grid step: "
+            f"**{'yes' if d <= 1 else 'no'}**."
+        )
+    mup, cp = summary.get("mup", {}), summary.get("completep", {})
+    if mup.get("drift_steps") is not None and cp.get("drift_steps") is not None:
+        less = cp["drift_steps"] < mup["drift_steps"]
+        out.append(
+            f"- Does the optimum move less under completep than under mup? drift "
+            f"{cp['drift_steps']:.2f} against {mup['drift_steps']:.2f} grid steps, |p| "
+            f"{abs(cp['p']):.2f} against {abs(mup['p']):.2f}: **{'yes' if less else 'no'}**."
+        )
+    out += [
+        "",
+        "Caveats: a character model of width 32 and at most 16 blocks, trained for a few "
+        "hundred steps on a CPU, is far from the paper's scales (CompleteP trains up to "
+        "hundreds of layers for tokens-per-parameter budgets); depth 2 to 16 is 3 octaves "
+        "of depth; seeds are averaged before the fit; a drift below 1 grid step is within "
+        "the resolution of the grid. The best loss at each depth (`L*` column) also says "
+        "whether adding blocks helped at all in this budget.",
+    ]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/transfer/out/depth"))
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--depths", default="2,4,8,16")
+    parser.add_argument("--base-depth", type=int, default=None,
+                        help="default: the smallest depth")
+    parser.add_argument("--steps", type=int, default=300)
+    # 12 points, ratio 2^(1/2). At depth 2 and width 32 the width reproduction's mup
+    # optimum is 2^-5.5 (300 steps, AdamW 0.1); the grid leaves 3 points above it and
+    # room for mup's optimum to fall 8x (6 steps) by depth 16.
+    parser.add_argument("--lr-min", type=float, default=-9.5, help="log2 of the smallest lr")
+    parser.add_argument("--lr-max", type=float, default=-4.0, help="log2 of the largest lr")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--weight-decay", type=float, default=0.1)
+    parser.add_argument("--chunk", type=int, default=None)
+    parser.add_argument("--specs", default=",".join(SPECS))
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (no docs)")
+    args = parser.parse_args()
+    if args.quick:
+        args.depths, args.steps, args.lr_min, args.lr_max = "2,4", 10, -6.0, -5.0
+
+    from paramspec._transfer import ResultsFile, summarize
+    from paramspec._transfer._plots import plot_sweep
+    from paramspec._transfer._sweep import sweep
+
+    depths = [int(d) for d in args.depths.split(",")]
+    base_depth = args.base_depth or min(depths)
+    count = round((args.lr_max - args.lr_min) * 2) + 1
+    lrs = [2.0 ** (args.lr_min + k / 2) for k in range(count)]
+    specs = tuple(args.specs.split(","))
+    out = Path(args.out)
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    report = sweep(
+        specs,
+        model="transformer",
+        widths=[args.width],
+        depths=depths,
+        base_depth=base_depth,
+        lrs=lrs,
+        seeds=list(range(args.seeds)),
+        steps=args.steps,
+        base_width=args.width,
+        weight_decay=args.weight_decay,
+        chunk_size=args.chunk,
+        out=out,
+        progress=True,
+    )
+    elapsed = time.perf_counter() - start
+    timing = out / "timing.json"
+    log = json.loads(timing.read_text(encoding="utf-8")) if timing.exists() else []
+    if report.ran:
+        log.append({"wall_s": elapsed, "ran": report.ran, "skipped": report.skipped,
+                    "specs": list(specs), "load_before": load_before,
+                    "load_after": os.getloadavg(), "cpus": os.cpu_count()})
+        timing.write_text(json.dumps(log, indent=1), encoding="utf-8")
+    rows = ResultsFile(report.results).final_rows()
+    summary = summarize(rows, reference="completep" if "completep" in specs else None,
+                        axis="depth")
+    plots = plot_sweep(rows, summary, out, axis="depth")
+    for spec, entry in summary.items():
+        print(spec, {k: entry[k] for k in ("drift_steps", "p", "E", "kappa", "R_inf")},
+              [(o["depth"], round(o["lr_star"], 5), o["at_edge"]) for o in entry["optima"]])
+    if args.quick:
+        print(f"{elapsed:.0f} s; quick run, docs left alone; results in {report.results}")
+        return
+
+    from _page import write_page
+
+    command = "python benchmarks/transfer/depth.py " + " ".join(sys.argv[1:])
+    setup = (
+        "**Setup.** The `transformer` task of `paramspec._transfer._sweep` (as in "
+        "[the width reproduction](transfer-transformer.md)): a pre-LN decoder (head size 16, "
+        "GeLU MLP of 4x width, no biases, untied readout) as a character model of the "
+        "shipped corpus, batches of 16 windows of 32 characters, loss = cross-entropy on a "
+        f"fixed validation batch of 64 windows. Width {args.width} (= the base width), "
+        f"depths {', '.join(map(str, depths))} blocks (base depth {base_depth}), AdamW "
+        f"(eps 1e-8, decoupled weight decay {args.weight_decay:g} times each layer's "
+        f"factor), {args.steps} steps, {len(lrs)} learning rates 2^{args.lr_min:g} .. "
+        f"2^{args.lr_max:g} (ratio 2^(1/2)), seeds {list(range(args.seeds))} (losses "
+        f"averaged over seeds before the fit), specs {', '.join(specs)}. Metrics: "
+        "`summarize(rows, axis='depth')` (the [transfer metrics](transfer-metrics.md) with "
+        f"depth in place of width). {len(rows)} runs, trained by the vectorised sweep "
+        "engine. Command: `paramspec sweep` does the same with `--depths` "
+        "(see [sweeps](sweeps.md#depth))."
+    )
+    write_page(
+        ROOT / "docs/transfer-depth.md",
+        title="Learning-rate transfer across depth (CPU)",
+        generator="benchmarks/transfer/depth.py",
+        command=command,
+        setup=setup,
+        timing=log,
+        invocation=(elapsed, report.ran, report.skipped),
+        rows=rows,
+        summary=summary,
+        axis="depth",
+        reference=summary[next(iter(summary))]["reference"],
+        plots=plots,
+        image_prefix="transfer-depth-",
+        reading=_reading(summary, 2**0.5),
+    )
+    print(f"{elapsed:.0f} s; wrote docs/transfer-depth.md")
+
+
+if __name__ == "__main__":
+    main()
