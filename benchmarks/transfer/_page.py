@@ -27,30 +27,39 @@ def fmt(x: object) -> str:
 
 
 def run_time(
-    timing: Sequence[dict[str, Any]], invocation: tuple[float, int, int], rows: Sequence[dict]
+    timing: Sequence[dict[str, Any]],
+    invocation: tuple[float, int, int],
+    rows: Sequence[dict],
+    axis: str = "width",
 ) -> str:
     """The run-time paragraph: every invocation that trained runs (wall time, runs,
-    load average before and after), this one, and the runs' summed wall times."""
+    load average before and after), this one, and the runs' wall times per `axis` value."""
     import jax
 
     elapsed, ran, skipped = invocation
-    parts = []
-    for entry in timing:
-        load = "/".join(f"{x:.1f}" for x in (entry["load_before"][0], entry["load_after"][0]))
-        parts.append(f"{entry['wall_s']:.0f} s for {entry['ran']} runs ({', '.join(entry['specs'])}"
-                     f"; 1-min load average {load} before/after on {entry['cpus']} CPUs)")
-    total = sum(entry["wall_s"] for entry in timing)
     text = "**Run time.** "
-    if parts:
-        text += (f"{total:.0f} s of wall time in all ({'; '.join(parts)}; the sweep was run "
-                 f"in {len(parts)} resumed invocation{'s' if len(parts) > 1 else ''}); ")
-    train_s = sum(r["wall_s"] for r in rows)
+    if timing:
+        parts = [
+            f"{entry['wall_s']:.0f} s for {entry['ran']} runs of {', '.join(entry['specs'])} "
+            f"(1-min load average {entry['load_before'][0]:.1f} before, "
+            f"{entry['load_after'][0]:.1f} after, on {entry['cpus']} CPUs)"
+            for entry in timing
+        ]
+        total = sum(entry["wall_s"] for entry in timing)
+        text += (f"{total:.0f} s of wall time in all, in {len(parts)} invocation"
+                 f"{'s' if len(parts) > 1 else ''} that trained runs (a killed or extended "
+                 f"sweep resumes): {'; '.join(parts)}. ")
+    by_value: dict[Any, float] = {}
+    for r in rows:
+        by_value[r[axis]] = by_value.get(r[axis], 0.0) + r["wall_s"]
+    per = ", ".join(f"{value}: {seconds:.0f} s" for value, seconds in sorted(by_value.items()))
     return text + (
-        f"the runs' amortised wall times sum to {train_s:.0f} s (the last invocation: "
-        f"{elapsed:.0f} s, {ran} runs trained, {skipped} resumed from the results file), on "
-        f"{platform.machine()} ({jax.devices()[0].platform}, {len(jax.devices())} device(s)), "
-        f"Python {platform.python_version()}, JAX {jax.__version__}. The machine was shared "
-        "with other jobs (the load averages above), so the times are upper bounds."
+        f"The runs' amortised wall times sum to {sum(by_value.values()):.0f} s (per {axis}: "
+        f"{per}); the last invocation took {elapsed:.0f} s ({ran} runs trained, {skipped} "
+        f"resumed from the results file). On {platform.machine()} "
+        f"({jax.devices()[0].platform}, {len(jax.devices())} device(s)), Python "
+        f"{platform.python_version()}, JAX {jax.__version__}. The machine was shared with "
+        "other jobs (the load averages above), so the times are upper bounds."
     )
 
 
@@ -108,7 +117,7 @@ def write_page(
         "",
         setup,
         "",
-        run_time(timing, invocation, rows),
+        run_time(timing, invocation, rows, axis),
         "",
         *metrics_table(summary, axis, reference),
         "",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -36,7 +37,32 @@ ROOT = Path(__file__).resolve().parents[2]
 SPECS = ("mup", "completep")
 
 
-def _reading(summary: dict, grid_ratio: float) -> list[str]:
+def _seed_spread(rows: list[dict], grid_ratio: float) -> list[str]:
+    """Where a depth has several seeds: each seed's own optimum, and their spread in grid
+    steps (the noise floor of the drifts above)."""
+    from paramspec._transfer import TransferMetricError, optimum
+
+    curves: dict[tuple[str, int], dict[int, dict[float, float]]] = {}
+    for row in rows:
+        loss = row["loss"] if row["status"] == "ok" else math.inf
+        curves.setdefault((row["spec"], row["depth"]), {}).setdefault(row["seed"], {})[
+            row["lr"]] = loss
+    out = []
+    for (spec, depth), by_seed in sorted(curves.items()):
+        if len(by_seed) < 2:
+            continue
+        try:
+            stars = [optimum(sorted(c), [c[lr] for lr in sorted(c)]) for c in by_seed.values()]
+        except TransferMetricError:
+            continue
+        logs = [o.log_lr_star for o in stars]
+        cells = ", ".join(f"{o.lr_star:.3g}{'*' if o.at_edge else ''}" for o in stars)
+        out.append(f"{spec} at depth {depth}: η* per seed {cells}, "
+                   f"{(max(logs) - min(logs)) / math.log(grid_ratio):.2f} grid steps apart")
+    return out
+
+
+def _reading(summary: dict, grid_ratio: float, rows: list[dict]) -> list[str]:
     """What the numbers say, written from the numbers (so a rerun cannot contradict it)."""
     from _page import fmt
 
@@ -61,12 +87,29 @@ def _reading(summary: dict, grid_ratio: float) -> list[str]:
         )
     mup, cp = summary.get("mup", {}), summary.get("completep", {})
     if mup.get("drift_steps") is not None and cp.get("drift_steps") is not None:
-        less = cp["drift_steps"] < mup["drift_steps"]
+        gap = mup["drift_steps"] - cp["drift_steps"]
+        verdict = (
+            "yes" if gap >= 1 else "no" if gap <= -1 else
+            f"not resolved (the drifts differ by {abs(gap):.2f} grid steps, less than one "
+            "step of the grid, and one seed's noise is of that order)"
+        )
         out.append(
             f"- Does the optimum move less under completep than under mup? drift "
-            f"{cp['drift_steps']:.2f} against {mup['drift_steps']:.2f} grid steps, |p| "
-            f"{abs(cp['p']):.2f} against {abs(mup['p']):.2f}: **{'yes' if less else 'no'}**."
+            f"{cp['drift_steps']:.2f} against {mup['drift_steps']:.2f} grid steps, p "
+            f"{cp['p']:+.2f} against {mup['p']:+.2f}: **{verdict}**."
         )
+    spread = _seed_spread(rows, grid_ratio)
+    if spread:
+        out.append("- Seed noise (each seed's own optimum where a depth has several): "
+                   + "; ".join(spread) + ".")
+    for spec, entry in summary.items():
+        optima = entry["optima"]
+        if len(optima) >= 2:
+            first, last = optima[0], optima[-1]
+            out.append(
+                f"- Does depth help {spec} at its own best learning rate? L* {first['loss_star']:.3f} "
+                f"at depth {first['depth']}, {last['loss_star']:.3f} at depth {last['depth']}."
+            )
     out += [
         "",
         "Caveats: a character model of width 32 and at most 16 blocks, trained for a few "
@@ -74,7 +117,9 @@ def _reading(summary: dict, grid_ratio: float) -> list[str]:
         "hundreds of layers for tokens-per-parameter budgets); depth 2 to 16 is 3 octaves "
         "of depth; seeds are averaged before the fit; a drift below 1 grid step is within "
         "the resolution of the grid. The best loss at each depth (`L*` column) also says "
-        "whether adding blocks helped at all in this budget.",
+        "whether adding blocks helped at all in this budget. R(∞) fits three unknowns to "
+        "the few depths swept: with 3 or 4 depths it is barely determined (read `L*` per "
+        "depth instead).",
     ]
     return out
 
@@ -133,7 +178,7 @@ def main() -> None:
     log = json.loads(timing.read_text(encoding="utf-8")) if timing.exists() else []
     if report.ran:
         log.append({"wall_s": elapsed, "ran": report.ran, "skipped": report.skipped,
-                    "specs": list(specs), "load_before": load_before,
+                    "specs": list(specs), "argv": sys.argv[1:], "load_before": load_before,
                     "load_after": os.getloadavg(), "cpus": os.cpu_count()})
         timing.write_text(json.dumps(log, indent=1), encoding="utf-8")
     rows = ResultsFile(report.results).final_rows()
@@ -149,21 +194,39 @@ def main() -> None:
 
     from _page import write_page
 
-    command = "python benchmarks/transfer/depth.py " + " ".join(sys.argv[1:])
+    # The invocations that trained runs, in order (the results are their union).
+    argvs = [entry["argv"] for entry in log if "argv" in entry] or [sys.argv[1:]]
+    command = "\n".join(
+        dict.fromkeys("python benchmarks/transfer/depth.py " + " ".join(a) for a in argvs)
+    )
+    # What the rows hold (several invocations may have added depths, seeds or specs).
+    seeds_at: dict[int, set[int]] = {}
+    for row in rows:
+        seeds_at.setdefault(row["depth"], set()).add(row["seed"])
+    seen = sorted(seeds_at)
+    kinds = {tuple(sorted(v)) for v in seeds_at.values()}
+    seeds_text = (
+        (f"seeds {list(next(iter(kinds)))}" if len(next(iter(kinds))) > 1 else "one seed (0)")
+        if len(kinds) == 1
+        else "seeds " + ", ".join(f"{list(sorted(seeds_at[d]))} at depth {d}" for d in seen)
+    )
+    all_lrs = sorted({row["lr"] for row in rows})
     setup = (
         "**Setup.** The `transformer` task of `paramspec._transfer._sweep` (as in "
         "[the width reproduction](transfer-transformer.md)): a pre-LN decoder (head size 16, "
         "GeLU MLP of 4x width, no biases, untied readout) as a character model of the "
         "shipped corpus, batches of 16 windows of 32 characters, loss = cross-entropy on a "
         f"fixed validation batch of 64 windows. Width {args.width} (= the base width), "
-        f"depths {', '.join(map(str, depths))} blocks (base depth {base_depth}), AdamW "
+        f"depths {', '.join(map(str, seen))} blocks (base depth {base_depth}), AdamW "
         f"(eps 1e-8, decoupled weight decay {args.weight_decay:g} times each layer's "
-        f"factor), {args.steps} steps, {len(lrs)} learning rates 2^{args.lr_min:g} .. "
-        f"2^{args.lr_max:g} (ratio 2^(1/2)), seeds {list(range(args.seeds))} (losses "
-        f"averaged over seeds before the fit), specs {', '.join(specs)}. Metrics: "
+        f"factor), {args.steps} steps, {len(all_lrs)} learning rates "
+        f"2^{math.log2(all_lrs[0]):g} .. 2^{math.log2(all_lrs[-1]):g} (ratio 2^(1/2)), "
+        f"{seeds_text}{'' if seeds_text.startswith('one') else ' (losses averaged over seeds before the fit)'}, specs "
+        f"{', '.join(sorted({row['spec'] for row in rows}))}. Metrics: "
         "`summarize(rows, axis='depth')` (the [transfer metrics](transfer-metrics.md) with "
         f"depth in place of width). {len(rows)} runs, trained by the vectorised sweep "
-        "engine. Command: `paramspec sweep` does the same with `--depths` "
+        "engine; their rows are `benchmarks/transfer/out/depth/results.csv`. "
+        "`paramspec sweep --depths` runs the same kind of sweep "
         "(see [sweeps](sweeps.md#depth))."
     )
     write_page(
@@ -180,7 +243,7 @@ def main() -> None:
         reference=summary[next(iter(summary))]["reference"],
         plots=plots,
         image_prefix="transfer-depth-",
-        reading=_reading(summary, 2**0.5),
+        reading=_reading(summary, 2**0.5, rows),
     )
     print(f"{elapsed:.0f} s; wrote docs/transfer-depth.md")
 
