@@ -42,7 +42,8 @@ def run_time(
         parts = [
             f"{entry['wall_s']:.0f} s for {entry['ran']} runs of {', '.join(entry['specs'])} "
             f"(1-min load average {entry['load_before'][0]:.1f} before, "
-            f"{entry['load_after'][0]:.1f} after, on {entry['cpus']} CPUs)"
+            f"{entry['load_after'][0]:.1f} after, on {entry['cpus']} CPUs"
+            + (f"; {entry['killed']}" if entry.get("killed") else "") + ")"
             for entry in timing
         ]
         total = sum(entry["wall_s"] for entry in timing)

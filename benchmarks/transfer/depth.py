@@ -98,12 +98,28 @@ def _reading(summary: dict, grid_ratio: float, rows: list[dict]) -> list[str]:
             f"{cp['drift_steps']:.2f} against {mup['drift_steps']:.2f} grid steps, p "
             f"{cp['p']:+.2f} against {mup['p']:+.2f}: **{verdict}**."
         )
+    grid: dict[tuple[str, int], list[float]] = {}
+    for row in rows:
+        grid.setdefault((row["spec"], row["depth"]), []).append(row["lr"])
+    full = max(len(v) for v in grid.values())
+    cut = sorted({(d, s) for (s, d), v in grid.items() if len(v) < full})
+    if cut:
+        cells = ", ".join(
+            f"{s} at depth {d}: 2^{math.log2(min(grid[s, d])):g} .. 2^{math.log2(max(grid[s, d])):g}"
+            for d, s in cut
+        )
+        out.append(
+            f"- **A cut grid.** Here the grid was cut ({cells}) to points around each spec's "
+            "optimum extrapolated from the smaller depths, chosen after seeing them: a full "
+            "grid did not fit the time on the shared machine (see the run time). An optimum "
+            "there is a fit to those points only (a `*` if it fell on their edge)."
+        )
     spread = _seed_spread(rows, grid_ratio)
     if spread:
         out.append("- Seed noise (each seed's own optimum where a depth has several): "
                    + "; ".join(spread) + ".")
     for spec, entry in summary.items():
-        optima = entry["optima"]
+        optima = [o for o in entry["optima"] if not o["at_edge"]]  # L* of a bracketed optimum
         if len(optima) >= 2:
             first, last = optima[0], optima[-1]
             out.append(
@@ -211,6 +227,15 @@ def main() -> None:
         else "seeds " + ", ".join(f"{list(sorted(seeds_at[d]))} at depth {d}" for d in seen)
     )
     all_lrs = sorted({row["lr"] for row in rows})
+    lrs_at: dict[int, set[float]] = {}
+    for row in rows:
+        lrs_at.setdefault(row["depth"], set()).add(row["lr"])
+    partial = {d: sorted(v) for d, v in lrs_at.items() if len(v) < len(all_lrs)}
+    partial_text = "".join(
+        f"; at depth {d} only {len(v)} of them, 2^{math.log2(v[0]):g} .. 2^{math.log2(v[-1]):g} "
+        "(not every spec has each)"
+        for d, v in sorted(partial.items())
+    )
     setup = (
         "**Setup.** The `transformer` task of `paramspec._transfer._sweep` (as in "
         "[the width reproduction](transfer-transformer.md)): a pre-LN decoder (head size 16, "
@@ -220,7 +245,8 @@ def main() -> None:
         f"depths {', '.join(map(str, seen))} blocks (base depth {base_depth}), AdamW "
         f"(eps 1e-8, decoupled weight decay {args.weight_decay:g} times each layer's "
         f"factor), {args.steps} steps, {len(all_lrs)} learning rates "
-        f"2^{math.log2(all_lrs[0]):g} .. 2^{math.log2(all_lrs[-1]):g} (ratio 2^(1/2)), "
+        f"2^{math.log2(all_lrs[0]):g} .. 2^{math.log2(all_lrs[-1]):g} (ratio 2^(1/2)"
+        f"{partial_text}), "
         f"{seeds_text}{'' if seeds_text.startswith('one') else ' (losses averaged over seeds before the fit)'}, specs "
         f"{', '.join(sorted({row['spec'] for row in rows}))}. Metrics: "
         "`summarize(rows, axis='depth')` (the [transfer metrics](transfer-metrics.md) with "

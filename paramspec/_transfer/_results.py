@@ -104,8 +104,8 @@ def run_key(
 
 
 def parse_number(column: str, text: str) -> int | float:
-    """The value of one numeric field as written in text: an int for `width`, `seed`
-    `depth`, `step`, a float (nan and inf allowed) for the others; a ValueError saying
+    """The value of one numeric field as written in text: an int for `width`, `depth`,
+    `seed` and `step`, a float (nan and inf allowed) for the others; a ValueError saying
     what is wrong otherwise. Shared with the reader of other tools' tables (`_table`)."""
     if column in _INT_COLUMNS:
         try:
