@@ -542,6 +542,11 @@ def sweep_cmd(
     rows = ResultsFile(report.results).final_rows()
     # Across depth when depth is what varies (one width); else across width.
     axis = "depth" if depths is not None and len({r["width"] for r in rows}) == 1 else "width"
+    if depths is not None and axis == "width":  # a width x depth grid: no one series
+        _emit(f"{report.ran} runs trained, {report.skipped} already done; results in "
+              f"{report.results}; no plots or metrics for several widths and depths: run "
+              "`paramspec transfer-metrics` on the rows of one width (--axis depth) or one depth")
+        return
     try:
         summary = summarize(rows, axis=axis)
     except TransferMetricError as e:  # e.g. everything diverged: still plot the losses
