@@ -531,9 +531,16 @@ def sweep_cmd(
     optimizer: OptimizerOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show a progress bar on stderr.")] = True,
+    depths: Annotated[str | None, typer.Option(
+        "--depths", help="Comma-separated depths (numbers of blocks): sweep across depth "
+        "too (the model factory takes depth=; results gain a depth column).")] = None,
+    base_depth: Annotated[int | None, typer.Option(
+        "--base-depth", help="With --depths: the depth the constants were tuned at "
+        "(default: the spec's, else the smallest depth).")] = None,
 ) -> None:
     """Train the reference model over specs x widths x lrs x seeds, appending each
-    finished run to OUT/results.csv (rerun to resume), then plot into OUT."""
+    finished run to OUT/results.csv (rerun to resume), then plot into OUT. With
+    --depths, also across depths (one --width for transfer across depth)."""
     from ._transfer import ResultsFile, TransferMetricError, summarize
     from ._transfer._plots import plot_sweep
     from ._transfer._sweep import sweep
@@ -546,14 +553,23 @@ def sweep_cmd(
                    seeds=tuple(range(seeds)), steps=steps, base_width=base_width, out=out,
                    weight_decay=weight_decay, batch_size=batch_size, engine=engine,
                    chunk_size=chunk, progress=progress,
-                   optimizer=optimizer.value if optimizer else None)
+                   optimizer=optimizer.value if optimizer else None,
+                   depths=_ints("--depths", depths) if depths is not None else None,
+                   base_depth=base_depth)
     rows = ResultsFile(report.results).final_rows()
+    # Across depth when depth is what varies (one width); else across width.
+    axis = "depth" if depths is not None and len({r["width"] for r in rows}) == 1 else "width"
+    if depths is not None and axis == "width":  # a width x depth grid: no one series
+        _emit(f"{report.ran} runs trained, {report.skipped} already done; results in "
+              f"{report.results}; no plots or metrics for several widths and depths: run "
+              "`paramspec transfer-metrics` on the rows of one width (--axis depth) or one depth")
+        return
     try:
-        summary = summarize(rows)
+        summary = summarize(rows, axis=axis)
     except TransferMetricError as e:  # e.g. everything diverged: still plot the losses
         sys.stderr.write(f"no metrics: {e}\n")
         summary = {}
-    plots = plot_sweep(rows, summary, out)
+    plots = plot_sweep(rows, summary, out, axis=axis)
     _emit(f"{report.ran} runs trained, {report.skipped} already done; results in "
           f"{report.results}; plots {', '.join(str(p) for p in plots)}")
 
@@ -568,17 +584,21 @@ def transfer_metrics_cmd(
         "--reference", help="Spec label to measure R(inf) against (default: the best).")]
     = None,
     format: FormatOpt = Format.table,
+    axis: Annotated[str, typer.Option(
+        "--axis", help="width, or depth: transfer across depth (the rows' depth column, "
+        "one width per spec).")] = "width",
 ) -> None:
     """Learning-rate transfer metrics of a sweep: eta* per width, p, E, kappa, R(inf) and
     the drift of the optimal learning rate in grid steps. Reads paramspec's results.csv or
-    any tool's CSV / JSON Lines (seeds averaged, each run's last step); never writes it."""
+    any tool's CSV / JSON Lines (seeds averaged, each run's last step); never writes it.
+    --axis depth: the same across depth."""
     from ._transfer import transfer_metrics
 
     if not results.is_file():
         raise SpecError(f"{results} is not a file; pass the results.csv of a sweep "
                         "(`paramspec sweep ... --out DIR` writes DIR/results.csv) or a CSV / "
                         "JSON Lines table with the columns spec, width, lr, loss")
-    summary = transfer_metrics(results, reference=reference)
+    summary = transfer_metrics(results, reference=reference, axis=axis)
     if format is Format.json:
         _json(summary)
         return
@@ -588,14 +608,14 @@ def transfer_metrics_cmd(
 
     rows = []
     for spec, entry in summary.items():
-        etas = " ".join(f"{o['width']}:{o['lr_star']:.3g}{'*' if o['at_edge'] else ''}"
+        etas = " ".join(f"{o[axis]}:{o['lr_star']:.3g}{'*' if o['at_edge'] else ''}"
                         for o in entry["optima"])
         rows.append([spec, etas, num(entry["drift_steps"]), num(entry["p"]), num(entry["E"]),
                      num(entry["holdout_steps"]), num(entry["kappa"]), num(entry["R_inf"])])
     ref = next(iter(summary.values()))["reference"]
     _render_table(
         f"learning-rate transfer ({results})",
-        ["spec", "eta* by width", "drift", "p", "E", "holdout", "kappa", "R(inf)"], rows,
+        ["spec", f"eta* by {axis}", "drift", "p", "E", "holdout", "kappa", "R(inf)"], rows,
         caption=f"drift and holdout in grid steps; E in ln(eta); R(inf) against {ref or '-'}; "
         "* = optimum at the grid's edge (left out of the fits).")
     notes = [f"{spec}: {note}" for spec, e in summary.items() for note in e["notes"]]

@@ -135,29 +135,35 @@ def metrics_table(
     axis: str = "width",
     key: str | None = None,
     order: Iterable[str] | None = None,
+    best_loss: bool = False,
 ) -> list[str]:
     """The metrics of `summarize` as a markdown table, one row per spec (in `order`,
     default the summary's), and the footnote on `*` (an optimum at the grid's edge).
     `axis` names the swept size in the headings; `key` is its key in each optimum
-    (default `axis` if the optima have it, else `width`)."""
+    (default `axis` if the optima have it, else `width`). `best_loss` adds the column of
+    the fitted best loss L* per size."""
     reference = next((e.get("reference") for e in summary.values() if e.get("reference")), None)
-    lines = [
-        TABLE_HEAD.format(axis=axis, reference=reference or "the best"),
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    head = TABLE_HEAD.format(axis=axis, reference=reference or "the best")
+    if best_loss:
+        head = head.replace(" | drift", f" | L* per {axis} | drift", 1)
+    lines = [head, "|---" * head.count(" | ") + "|---|"]
     for spec in order or summary:
         if spec not in summary:
             continue
         entry = summary[spec]
+        size = key or (axis if entry["optima"] and axis in entry["optima"][0] else "width")
         etas = ", ".join(
-            f"{o[key or (axis if axis in o else 'width')]}: {o['lr_star']:.2g}"
-            f"{'*' if o['at_edge'] else ''}"
+            f"{o[size]}: {o['lr_star']:.2g}{'*' if o['at_edge'] else ''}"
             for o in entry["optima"]
         )
+        best = ", ".join(f"{o[size]}: {o['loss_star']:.3f}" for o in entry["optima"]) \
+            if best_loss else ""
+        edges = entry.get(f"edge_{axis}s", entry.get("edge_widths"))
         lines.append(
-            f"| {spec} | {etas} | {fmt(entry['drift_steps'])} | {fmt(entry['p'])} | "
+            f"| {spec} | {etas} | {best + ' | ' if best_loss else ''}"
+            f"{fmt(entry['drift_steps'])} | {fmt(entry['p'])} | "
             f"{fmt(entry['E'])} | {fmt(entry['holdout_steps'])} | {fmt(entry['kappa'])} | "
-            f"{fmt(entry['R_inf'])} | {entry['edge_widths'] or '–'} |"
+            f"{fmt(entry['R_inf'])} | {edges or '–'} |"
         )
     return [
         *lines,

@@ -79,28 +79,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "benchmarks/transfer/out"))
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--from-results", action="store_true",
+                        help="write the page from the results files, training nothing")
     args = parser.parse_args()
 
     from paramspec._transfer import ResultsFile, summarize
     from paramspec._transfer._plots import plot_sweep
-    from paramspec._transfer._sweep import sweep
+    from paramspec._transfer._sweep import SweepReport, sweep
 
     start = time.perf_counter()
-    report = sweep(
-        SPECS,
-        model="mlp",
-        widths=WIDTHS,
-        lrs=LRS,
-        seeds=SEEDS,
-        steps=args.steps,
-        base_width=BASE_WIDTH,
-        out=args.out,
-        progress=True,
-    )
+    drift_out = Path(args.out) / "drift"
+    if args.from_results:  # e.g. rows written before run keys had spec fingerprints
+        path = Path(args.out) / "results.csv"
+        report = SweepReport(0, len(ResultsFile(path).final_rows()), path)
+    else:
+        report = sweep(
+            SPECS,
+            model="mlp",
+            widths=WIDTHS,
+            lrs=LRS,
+            seeds=SEEDS,
+            steps=args.steps,
+            base_width=BASE_WIDTH,
+            out=args.out,
+            progress=True,
+        )
     main_s = time.perf_counter() - start
     scratch = _page.record_timing(args.out, report, main_s)
-    drift_out = Path(args.out) / "drift"
-    drift_reports = drift.sweep_variants(drift_out)
+    drift_reports = [] if args.from_results else drift.sweep_variants(drift_out)
     elapsed = time.perf_counter() - start
     drift_scratch = _page.record_timing(drift_out, drift_reports, elapsed - main_s)
     rows = ResultsFile(report.results).final_rows()

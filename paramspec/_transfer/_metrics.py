@@ -11,6 +11,8 @@ parabola in `ln(eta)` (`optimum`), and the optima across widths to three numbers
   parameterization, fitted as `R(inf) + A n^(-rho)`.
 
 `summarize` runs all of them on the rows of a sweep. Every logarithm is natural.
+`summarize(rows, axis="depth")` computes the same with the depth (number of blocks)
+in place of the width: the fits take `ln L` where they take `ln n`.
 The formulas are paramspec's reading of the paper (its formulas are **[open]** in
 theory.md); `docs/transfer-metrics.md` gives the reasoning and a worked example.
 
@@ -41,6 +43,9 @@ __all__ = [
     "optimum",
     "summarize",
 ]
+
+#: The scaling axes `summarize` can measure transfer across (a column of the rows).
+AXES = ("width", "depth")
 
 #: Default `delta` of `kappa`: a learning rate off by a factor of 2 either way.
 LOG2 = math.log(2.0)
@@ -416,13 +421,16 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _run(row: Mapping[str, Any], index: int) -> tuple[str, int, float, Any, float]:
-    """(spec, width, lr, seed, loss) of one final row, the loss inf if it diverged."""
+def _run(
+    row: Mapping[str, Any], index: int, axis: str = "width"
+) -> tuple[str, int, float, Any, float]:
+    """(spec, width, lr, seed, loss) of one final row, the loss inf if it diverged; with
+    `axis="depth"` the depth in place of the width."""
     try:
-        spec, width, lr, seed, loss = (row[key] for key in ("spec", "width", "lr", "seed", "loss"))
+        spec, width, lr, seed, loss = (row[key] for key in ("spec", axis, "lr", "seed", "loss"))
     except KeyError as missing:
         raise TransferMetricError(
-            f"Row {index} has no {missing}; every row needs spec, width, lr, seed and loss "
+            f"Row {index} has no {missing}; every row needs spec, {axis}, lr, seed and loss "
             f"(and may have status). Got keys {sorted(row)}."
         ) from None
     status = row.get("status", "ok")
@@ -435,27 +443,40 @@ def _run(row: Mapping[str, Any], index: int) -> tuple[str, int, float, Any, floa
         width, lr, loss = int(width), float(lr), float(loss)
     except (TypeError, ValueError):
         raise TransferMetricError(
-            f"Row {index}: width must be an int, lr and loss numbers; got "
-            f"width={row['width']!r}, lr={row['lr']!r}, loss={row['loss']!r}."
+            f"Row {index}: {axis} must be an int, lr and loss numbers; got "
+            f"{axis}={row[axis]!r}, lr={row['lr']!r}, loss={row['loss']!r}."
         ) from None
-    if width != float(row["width"]) or width <= 0 or not lr > 0:
+    if width != float(row[axis]) or width <= 0 or not lr > 0:
         raise TransferMetricError(
-            f"Row {index}: width must be a positive integer and lr a positive number; got "
-            f"width={row['width']!r}, lr={row['lr']!r}."
+            f"Row {index}: {axis} must be a positive integer and lr a positive number; got "
+            f"{axis}={row[axis]!r}, lr={row['lr']!r}."
         )
     diverged = status == "diverged" or not math.isfinite(loss)
     return str(spec), width, lr, seed, math.inf if diverged else loss
 
 
-def _losses_by_lr(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[int, dict[float, list]]]:
-    """spec -> width -> lr -> [loss of each seed], inf for a diverged run."""
+def _losses_by_lr(
+    rows: Iterable[Mapping[str, Any]], axis: str = "width"
+) -> dict[str, dict[int, dict[float, list]]]:
+    """spec -> width (or depth, by `axis`) -> lr -> [loss of each seed], inf for a
+    diverged run. The other axis, where the rows have it, must be one value per spec."""
     runs: dict[tuple[str, int, float], dict[Any, float]] = {}
+    other = "depth" if axis == "width" else "width"
+    held: dict[str, set[Any]] = {}  # spec -> the values of the other axis
     for index, row in enumerate(rows):
-        spec, width, lr, seed, loss = _run(row, index)
+        spec, width, lr, seed, loss = _run(row, index, axis)
+        held.setdefault(spec, set()).add(row.get(other))
+        if len(held[spec]) > 1:
+            values = sorted(held[spec], key=repr)
+            raise TransferMetricError(
+                f"Transfer across {axis} needs one {other} per spec; {spec!r} has {other}s "
+                f"{values}. Pass the rows of one {other} (e.g. filter on row['{other}']), or "
+                f"measure across {other} (axis={other!r}, `--axis {other}`)."
+            )
         seeds = runs.setdefault((spec, width, lr), {})
         if seed in seeds:
             raise TransferMetricError(
-                f"Two rows for spec={spec!r}, width={width}, lr={lr!r}, seed={seed!r}; pass one "
+                f"Two rows for spec={spec!r}, {axis}={width}, lr={lr!r}, seed={seed!r}; pass one "
                 "final row per run (`ResultsFile(path).final_rows()`), and give runs that differ "
                 "in anything else (model, embed_lr_mult, ...) different spec labels."
             )
@@ -473,6 +494,7 @@ def summarize(
     k: int = 2,
     delta: float = LOG2,
     grid_ratio: float | None = None,
+    axis: str = "width",
 ) -> dict[str, dict[str, Any]]:
     r"""All transfer metrics, per spec, from the final rows of a sweep.
 
@@ -503,8 +525,16 @@ def summarize(
     "R_inf", "A", "rho", "edge_widths", "optima", "notes"}}`, where `optima` lists,
     per width, the `Optimum` fields plus `width`, `n_lrs`, `n_seeds` and `delta_loss`
     (the $\Delta L$ of `kappa`, `None` where the width is not in the kappa fit).
+
+    **Across depth** (`axis="depth"`): the same with the rows' `depth` (number of
+    blocks) in place of `width` everywhere (`p` is the slope of $\ln\eta^*$ against
+    $\ln L$, R(∞) the limit in depth); the keys `widths`, `edge_widths` and each
+    optimum's `width` become `depths`, `edge_depths` and `depth`. The rows of a spec
+    must then share one width (and, across width, one depth where they have one).
     """
-    losses = _losses_by_lr(rows)
+    if axis not in AXES:
+        raise TransferMetricError(f"Unknown axis {axis!r}; use one of {', '.join(AXES)}.")
+    losses = _losses_by_lr(rows, axis)
     if not losses:
         raise TransferMetricError("summarize got no rows; run the sweep first.")
     if reference is not None and reference not in losses:
@@ -514,11 +544,12 @@ def summarize(
     optima: dict[str, dict[int, Optimum]] = {}
     summary: dict[str, dict[str, Any]] = {}
     for spec, by_width in sorted(losses.items()):
-        optima[spec], summary[spec] = _summarize_spec(spec, by_width, k, delta, grid_ratio)
+        optima[spec], summary[spec] = _summarize_spec(spec, by_width, k, delta, grid_ratio,
+                                                      axis)
     if reference is None:
         reference = _best_spec(optima)
     for spec, entry in summary.items():
-        penalty, note = _penalty(spec, reference, optima)
+        penalty, note = _penalty(spec, reference, optima, axis)
         entry.update(penalty)
         if note:
             entry["notes"].append(note)
@@ -531,6 +562,7 @@ def _summarize_spec(
     k: int,
     delta: float,
     grid_ratio: float | None,
+    axis: str = "width",
 ) -> tuple[dict[int, Optimum], dict[str, Any]]:
     notes: list[str] = []
     optima: dict[int, Optimum] = {}
@@ -544,11 +576,11 @@ def _summarize_spec(
         try:
             opt = optimum(lrs, means, k=k)
         except TransferMetricError as error:
-            notes.append(f"width {width}: {error.message}")
+            notes.append(f"{axis} {width}: {error.message}")
             continue
         optima[width] = opt
         table[width] = {
-            "width": width,
+            axis: width,
             "lr_star": opt.lr_star,
             "loss_star": opt.loss_star,
             "curvature": _number(opt.curvature),
@@ -565,13 +597,13 @@ def _summarize_spec(
     edge = [w for w, o in optima.items() if o.at_edge]
     if edge:
         notes.append(
-            f"widths {edge}: optimum at the edge of the learning-rate grid, left out of the "
+            f"{axis}s {edge}: optimum at the edge of the learning-rate grid, left out of the "
             "fits; extend the grid there."
         )
     good = [w for w, o in optima.items() if not o.at_edge]
     entry: dict[str, Any] = {
         "spec": spec,
-        "widths": sorted(by_width),
+        f"{axis}s": sorted(by_width),
         "grid_ratio": _number(grid_ratio) if grid_ratio is not None else None,
         "p": None,
         "log_c": None,
@@ -581,7 +613,7 @@ def _summarize_spec(
         "kappa": None,
         "delta": float(delta),
         "drift_steps": None,
-        "edge_widths": edge,
+        f"edge_{axis}s": edge,
         "optima": list(table.values()),
         "notes": notes,
     }
@@ -603,7 +635,7 @@ def _summarize_spec(
         for width, delta_loss in zip(good, fit_kappa.delta_loss, strict=True):
             table[width]["delta_loss"] = delta_loss
     else:
-        notes.append(f"E and kappa need 2 widths with a bracketed optimum; got {len(good)}.")
+        notes.append(f"E and kappa need 2 {axis}s with a bracketed optimum; got {len(good)}.")
     return optima, entry
 
 
@@ -619,12 +651,12 @@ def _best_spec(optima: dict[str, dict[int, Optimum]]) -> str | None:
 
 
 def _penalty(
-    spec: str, reference: str | None, optima: dict[str, dict[int, Optimum]]
+    spec: str, reference: str | None, optima: dict[str, dict[int, Optimum]], axis: str = "width"
 ) -> tuple[dict[str, Any], str | None]:
     """The R(inf) entries of `spec` against `reference`, and a note if they are missing."""
     entry: dict[str, Any] = {"reference": reference, "R_inf": None, "A": None, "rho": None}
     if reference is None:
-        note = "R(inf): no width where every spec has a bracketed optimum to pick a reference."
+        note = f"R(inf): no {axis} where every spec has a bracketed optimum to pick a reference."
         return entry, note if len(optima) > 1 else None
     if spec == reference:
         return entry, None
@@ -632,12 +664,14 @@ def _penalty(
     shared = sorted(w for w in mine if w in ref and not mine[w].at_edge and not ref[w].at_edge)
     if len(shared) < 3:
         return entry, (
-            f"R(inf) needs 3 widths bracketed in both {spec!r} and {reference!r}; got {shared}."
+            f"R(inf) needs 3 {axis}s bracketed in both {spec!r} and {reference!r}; got {shared}."
         )
     try:
         fit = asymptotic_penalty(
             shared, [mine[w].loss_star for w in shared], [ref[w].loss_star for w in shared]
         )
     except TransferMetricError as error:  # an ill-conditioned extrapolation: no number
-        return entry, f"{error.message} (reference {reference!r})"
+        message = (error.message if axis == "width" else
+                   error.message.replace("wider widths", f"larger {axis}s").replace("width", axis))
+        return entry, f"{message} (reference {reference!r})"
     return {**entry, "R_inf": fit.r_inf, "A": fit.a, "rho": fit.rho}, None

@@ -56,11 +56,15 @@ def plot_coord_check(check: Any, path: str | Path) -> Path:
 
 
 def plot_sweep(
-    rows: Iterable[Mapping[str, Any]], summary: Mapping[str, Any], out: str | Path
+    rows: Iterable[Mapping[str, Any]],
+    summary: Mapping[str, Any],
+    out: str | Path,
+    axis: str = "width",
 ) -> list[Path]:
     """Two PNGs in `out`: `loss-vs-lr.png` (one panel per spec, one curve per width,
     seeds averaged, diverged runs left out) and `optimal-lr-vs-width.png` (eta* of each
-    spec against width, edge optima hollow)."""
+    spec against width, edge optima hollow). `axis="depth"`: curves per depth and
+    `optimal-lr-vs-depth.png` (the summary of `summarize(..., axis="depth")`)."""
     import math
 
     import numpy as np
@@ -71,7 +75,7 @@ def plot_sweep(
     by: dict[str, dict[int, dict[float, list[float]]]] = {}
     for row in rows:
         loss = float(row["loss"])
-        lrs = by.setdefault(row["spec"], {}).setdefault(int(row["width"]), {})
+        lrs = by.setdefault(row["spec"], {}).setdefault(int(row[axis]), {})
         lrs.setdefault(float(row["lr"]), []).append(loss)
     specs = sorted(by)
     cols = min(len(specs), 4)
@@ -84,7 +88,8 @@ def plot_sweep(
             lrs = sorted(by[spec][width])
             mean = [float(np.mean(by[spec][width][lr])) for lr in lrs]
             keep = [i for i, m in enumerate(mean) if math.isfinite(m)]
-            ax.plot([lrs[i] for i in keep], [mean[i] for i in keep], "o-", ms=3, label=f"w{width}")
+            ax.plot([lrs[i] for i in keep], [mean[i] for i in keep], "o-", ms=3,
+                    label=f"{axis[0]}{width}")
         ax.set_xscale("log", base=2)
         ax.set_title(spec, fontsize=9)
         ax.set_xlabel("learning rate")
@@ -113,11 +118,11 @@ def plot_sweep(
         optima = summary.get(spec, {}).get("optima", [])
         if not optima:
             continue
-        widths = [o["width"] for o in optima]
+        widths = [o[axis] for o in optima]
         line = ax.plot(widths, [o["lr_star"] for o in optima], "-", label=spec)[0]
         for o in optima:
             ax.plot(
-                o["width"],
+                o[axis],
                 o["lr_star"],
                 "o",
                 color=line.get_color(),
@@ -125,11 +130,11 @@ def plot_sweep(
             )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
-    ax.set_xlabel("width")
+    ax.set_xlabel(axis)
     ax.set_ylabel("optimal learning rate (hollow: grid edge)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    lr_path = out / "optimal-lr-vs-width.png"
+    lr_path = out / f"optimal-lr-vs-{axis}.png"
     fig.savefig(lr_path, dpi=110)
     plt.close(fig)
     return [loss_path, lr_path]

@@ -1,6 +1,9 @@
 """The results file of a learning-rate sweep: `DIR/results.csv`, append-only, resumable.
 
-One CSV line per row, with the columns of `COLUMNS`. A sweep appends the rows of
+One CSV line per row, with the columns of `COLUMNS`, or of `DEPTH_COLUMNS` (the same
+plus `depth` after `width`) for a sweep across depths: the header says which, and every
+row of a file has its header's columns (a width-only sweep's file is exactly as it was
+before depth existed, so old files resume). A sweep appends the rows of
 each run when the run finishes (`ResultsFile.append`, one `write` + `fsync` per
 call) and never rewrites or truncates the file, so a killed sweep resumes from
 `done_keys()`: a run is done once its *final* row (status `ok` or `diverged`)
@@ -33,6 +36,7 @@ from .._errors import SpecError
 
 __all__ = [
     "COLUMNS",
+    "DEPTH_COLUMNS",
     "PartialLineWarning",
     "ResultsFile",
     "ResultsFileError",
@@ -53,11 +57,16 @@ COLUMNS = (
     "status",  # ok | diverged (final rows) | partial (a row before the end)
     "wall_s",  # seconds of wall time of the run so far, >= 0
 )
+#: The columns of a sweep across depths: `COLUMNS` with `depth` (number of blocks,
+#: int > 0) after `width`.
+DEPTH_COLUMNS = (*COLUMNS[:4], "depth", *COLUMNS[4:])
 FINAL_STATUSES = ("ok", "diverged")
 STATUSES = (*FINAL_STATUSES, "partial")
 HEADER = ",".join(COLUMNS)
+DEPTH_HEADER = ",".join(DEPTH_COLUMNS)
+HEADERS = (HEADER, DEPTH_HEADER)
 
-_INT_COLUMNS = ("width", "seed", "step")
+_INT_COLUMNS = ("width", "depth", "seed", "step")
 _FLOAT_COLUMNS = ("lr", "embed_lr_mult", "loss", "wall_s")
 _NUMBER_COLUMNS = (*_INT_COLUMNS, *_FLOAT_COLUMNS)
 
@@ -95,8 +104,8 @@ def run_key(
 
 
 def parse_number(column: str, text: str) -> int | float:
-    """The value of one numeric field as written in text: an int for `width`, `seed`
-    and `step`, a float (nan and inf allowed) for the others; a ValueError saying
+    """The value of one numeric field as written in text: an int for `width`, `depth`,
+    `seed` and `step`, a float (nan and inf allowed) for the others; a ValueError saying
     what is wrong otherwise. Shared with the reader of other tools' tables (`_table`)."""
     if column in _INT_COLUMNS:
         try:
@@ -116,22 +125,30 @@ _FOREIGN_FIX = (
 )
 
 
-def _parse(fields: list[str], where: str, fix: str = _FOREIGN_FIX) -> dict[str, Any]:
-    """Typed values of one row's fields; an error starts with `where` and ends with `fix`."""
+def _parse(
+    fields: list[str], where: str, fix: str = _FOREIGN_FIX, columns: tuple[str, ...] = COLUMNS
+) -> dict[str, Any]:
+    """Typed values of one row's fields (of `columns`, the file's header); an error
+    starts with `where` and ends with `fix`."""
 
     def bad(message: str) -> ResultsFileError:
         return ResultsFileError(f"{where}: {message}. {fix}")
 
-    if len(fields) != len(COLUMNS):
-        raise bad(f"expected {len(COLUMNS)} fields ({HEADER}), found {len(fields)}: {fields!r}")
-    text = dict(zip(COLUMNS, fields, strict=True))
+    if len(fields) != len(columns):
+        raise bad(
+            f"expected {len(columns)} fields ({','.join(columns)}), found {len(fields)}: "
+            f"{fields!r}"
+        )
+    text = dict(zip(columns, fields, strict=True))
     row: dict[str, Any] = {}
     for column, value in text.items():
         try:
             row[column] = parse_number(column, value) if column in _NUMBER_COLUMNS else value
         except ValueError as error:
             raise bad(str(error)) from None
-    positive = [c for c in ("width", "lr", "embed_lr_mult") if not (0 < row[c] < math.inf)]
+    positive = [
+        c for c in ("width", "depth", "lr", "embed_lr_mult") if c in row and not 0 < row[c] < math.inf
+    ]
     if positive:
         raise bad(f"{', '.join(positive)} must be positive and finite, found {text}")
     if row["step"] < 0 or not (0 <= row["wall_s"] < math.inf):
@@ -161,18 +178,20 @@ def _field(column: str, value: Any) -> str:
 
 
 def _line(row: Mapping[str, Any], where: str) -> str:
-    """One CSV line (with its newline) for a row to append, validated like a read row."""
+    """One CSV line (with its newline) for a row to append, validated like a read row:
+    of `DEPTH_COLUMNS` if the row has a `depth`, else of `COLUMNS`."""
     if not isinstance(row, Mapping):
         raise ResultsFileError(f"{where}: a row must be a mapping of {HEADER}; got {row!r}.")
-    missing = [c for c in COLUMNS if c not in row]
-    extra = sorted(str(c) for c in row if c not in COLUMNS)
+    columns = _columns_of(row)
+    missing = [c for c in columns if c not in row]
+    extra = sorted(str(c) for c in row if c not in columns)
     if missing or extra:
         raise ResultsFileError(
-            f"{where}: a row needs exactly the columns {HEADER}; missing {missing}, "
+            f"{where}: a row needs exactly the columns {','.join(columns)}; missing {missing}, "
             f"unknown {extra}. Nothing was written."
         )
     fields = []
-    for column in COLUMNS:
+    for column in columns:
         try:
             fields.append(_field(column, row[column]))
         except (TypeError, ValueError):
@@ -187,8 +206,13 @@ def _line(row: Mapping[str, Any], where: str) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(fields)
     line = buffer.getvalue()
-    _parse(next(csv.reader([line])), where, "Nothing was written.")  # the checks of reading
+    _parse(next(csv.reader([line])), where, "Nothing was written.", columns)  # reading's checks
     return line
+
+
+def _columns_of(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """The columns of a row: `DEPTH_COLUMNS` if it has a depth, else `COLUMNS`."""
+    return DEPTH_COLUMNS if "depth" in row else COLUMNS
 
 
 class _Contents(NamedTuple):
@@ -196,6 +220,7 @@ class _Contents(NamedTuple):
     tail: bytes  # the incomplete last line (no newline), b"" if none
     offset: int  # byte offset of `tail`: the size the file has without it
     tail_line: int  # 1-based line number of `tail`
+    columns: tuple[str, ...] | None = None  # the header's columns; None without a header
 
 
 class ResultsFile:
@@ -227,13 +252,14 @@ class ResultsFile:
         complete, newline, tail = data.rpartition(b"\n")
         offset = len(complete) + len(newline)
         lines = complete.split(b"\n") if newline else []
-        if not lines and tail and not HEADER.encode().startswith(tail):
+        if not lines and tail and not any(h.encode().startswith(tail) for h in HEADERS):
             raise ResultsFileError(
                 f"{self.path}:1: expected the header {HEADER!r}, found {tail[:200]!r}. "
                 f"{_FOREIGN_FIX}"
             )
         rows: list[dict[str, Any]] = []
         final: dict[str, int] = {}
+        columns: tuple[str, ...] | None = None
         for number, raw in enumerate(lines, start=1):
             where = f"{self.path}:{number}"
             try:
@@ -243,12 +269,14 @@ class ResultsFile:
                     f"{where}: not UTF-8 text: {raw[:200]!r}. {_FOREIGN_FIX}"
                 ) from None
             if number == 1:
-                if line != HEADER:
+                if line not in HEADERS:
                     raise ResultsFileError(
-                        f"{where}: expected the header {HEADER!r}, found {line[:200]!r}. {_FOREIGN_FIX}"
+                        f"{where}: expected the header {HEADER!r} (or, across depths, "
+                        f"{DEPTH_HEADER!r}), found {line[:200]!r}. {_FOREIGN_FIX}"
                     )
+                columns = DEPTH_COLUMNS if line == DEPTH_HEADER else COLUMNS
                 continue
-            row = _parse(next(csv.reader([line]), []), where)
+            row = _parse(next(csv.reader([line]), []), where, columns=columns or COLUMNS)
             if row["status"] in FINAL_STATUSES:
                 if row["key"] in final:
                     raise ResultsFileError(
@@ -257,7 +285,7 @@ class ResultsFile:
                     )
                 final[row["key"]] = number
             rows.append(row)
-        return _Contents(rows, tail, offset, len(lines) + 1)
+        return _Contents(rows, tail, offset, len(lines) + 1, columns)
 
     def _rows(self) -> list[dict[str, Any]]:
         contents = self._read()
@@ -305,7 +333,21 @@ class ResultsFile:
                 f"{self.path}: runs {twice} have more than one final row among the rows to "
                 "append; a run ends once. Nothing was written."
             )
+        kinds = {_columns_of(row) for row in rows}
+        if len(kinds) > 1:
+            raise ResultsFileError(
+                f"{self.path}: some rows to append have a depth and some do not; a results "
+                "file holds one kind. Nothing was written."
+            )
         contents = self._read()
+        if contents.columns is not None and contents.columns not in kinds:
+            have = "across depths (a depth column)" if "depth" in contents.columns else (
+                "across widths only (no depth column)")
+            raise ResultsFileError(
+                f"{self.path}: this file holds a sweep {have}, and the rows to append "
+                f"{'do not have' if 'depth' in contents.columns else 'have'} a depth. "
+                "Nothing was written. Point the sweep at a new directory (`out`)."
+            )
         if contents.tail:
             raise ResultsFileError(
                 f"{self.path}:{contents.tail_line}: the last line is incomplete (no newline: "
@@ -322,7 +364,8 @@ class ResultsFile:
                 "`done_keys()` when resuming. Nothing was written."
             )
         new = contents.offset == 0  # no header yet
-        data = ((HEADER + "\n" if new else "") + "".join(lines)).encode("utf-8")
+        header = ",".join(next(iter(kinds)))
+        data = ((header + "\n" if new else "") + "".join(lines)).encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -12,10 +12,16 @@ of two reference tasks and appends each finished run's final row to `DIR/results
 
 Each run is one `jax.lax.scan` over its steps, compiled once per (spec, width) and
 reused for every learning rate, multiplier and seed (they are traced arguments).
+
+**Depth** (`depths=`): a second scaling axis. Each (spec, width, depth) compiles the
+spec with `depth=`, `base_depth=` and builds the model with `make_model(width, key,
+depth=depth)` (the reference transformer's number of blocks); the rows gain a `depth`
+column (`_results.DEPTH_COLUMNS`) and the run key `depth=` and `base_depth=` parts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -288,14 +294,18 @@ def spec_label(spec: str, embed_lr_mult: float = 1.0) -> str:
     return name if embed_lr_mult == 1.0 else f"{name}*emb{embed_lr_mult:g}"
 
 
-def spec_fingerprint(spec: str) -> str:
+def spec_fingerprint(spec: str, base_width: int | None = None) -> str:
     """12 hex digits of the SHA-256 of the spec's canonical text (`extends` merged,
-    rendered by `paramspec fmt`'s renderer, so comments and layout do not count): the
-    `pspec=` part of a run's key, which tells results of an edited spec apart."""
+    rendered by `paramspec fmt`'s renderer, so comments and layout do not count) and of
+    the sweep's `base_width` when one overrides the spec's: the `pspec=` part of a run's
+    key, which tells results of an edited spec (or another base width) apart."""
     from .._library import load
     from .._render import render
 
-    return hashlib.sha256(render(load(spec)).encode("utf-8")).hexdigest()[:12]
+    text = render(load(spec))
+    if base_width is not None:
+        text += f"\n# compiled with base_width {base_width}\n"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 _FINGERPRINT = "pspec="  # the key part `pspec=<spec_fingerprint>` (see `sweep`)
@@ -322,8 +332,8 @@ def _refuse_stale(path: Path, done: set[str], wanted: Mapping[str, str]) -> None
     if not stale:
         return
     label, base, old, new = stale[0]
-    why = (f"with another text of `{label}` (spec fingerprint {old}, now {new}): the spec "
-           "changed since they ran" if old is not None else
+    why = (f"with another text of `{label}` or another base width (spec fingerprint {old}, "
+           f"now {new}): the spec or `base_width` changed since they ran" if old is not None else
            "before paramspec recorded the spec's fingerprint in the key, so whether "
            f"`{label}` changed since cannot be checked")
     labels = ", ".join(f"`{name}`" for name in dict.fromkeys(s[0] for s in stale))
@@ -347,7 +357,7 @@ class _Setup:
         self.task, self.width, self.options = task, width, options
         self._inits: dict[int, Any] = {}
         self.compiled = compile_spec(spec, width=width, base_width=options.base_width,
-                                     optimizer=options.optimizer, depth=options.depth)
+                                     optimizer=options.optimizer, **options.depth_args())
         template = self.init(0)
         # The learning rate is applied *after* c.optimizer (built with learning_rate=1):
         # its last stage is the linear `-learning_rate * u`, so `lr * update(1)` is exactly
@@ -377,8 +387,11 @@ class _Setup:
         return self._inits[seed]
 
     def _init(self, key: Any) -> Any:
+        make_model = self.task.make_model
+        if self.options.depth is not None:  # a depth sweep: the factory takes `depth=`
+            make_model = functools.partial(make_model, depth=self.options.depth)
         return self.compiled.init(
-            self.task.make_model,
+            make_model,
             key,
             roles=self.options.roles,
             layouts=self.options.layouts,
@@ -450,11 +463,18 @@ class _Options:
     layouts: Any = None  # Mapping[str, Layout] | None, forwarded to `Compiled.init`
     tied: Any = None  # Mapping[str, str] | None, forwarded to `Compiled.init`
     optimizer: str | None = None  # overrides the spec's own
-    depth: int | None = None  # compile at this depth (m = depth / base_depth)
+    depth: int | None = None  # compile at this depth: `depth=`, or a depth sweep's depth
+    base_depth: int | None = None
 
     def cache_key(self) -> tuple[Any, ...]:
         return (self.base_width, self.weight_decay, repr(self.roles), repr(self.layouts),
-                repr(self.tied), self.optimizer, self.depth)
+                repr(self.tied), self.optimizer, self.depth, self.base_depth)
+
+    def depth_args(self) -> dict[str, Any]:
+        """`compile`'s depth arguments: none unless this is a depth sweep."""
+        if self.depth is None:
+            return {}
+        return {"depth": self.depth, "base_depth": self.base_depth}
 
 
 # Compiled trainers of recent (task, spec, width, engine): a resumed sweep, or a second
@@ -527,6 +547,8 @@ def sweep(
     tied: Mapping[str, str] | None = None,
     optimizer: str | None = None,
     depth: int | None = None,
+    depths: Sequence[int] | None = None,
+    base_depth: int | None = None,
 ) -> SweepReport:
     """Train the grid and append each finished run's final row to `out/results.csv`.
 
@@ -563,6 +585,13 @@ def sweep(
     model that depth yourself). Default: the spec's base depth (m = 1). When given,
     the run key gains `depth=`.
 
+    `depths` (not with `depth`) makes depth a scaling axis too: every width is trained at every depth,
+    the spec compiled with `depth=`, `base_depth=` (default: the spec's own `base_depth`,
+    else the smallest depth) and the model built by `make_model(width, key,
+    depth=depth)`. The results file then has a `depth` column and the run key
+    `base_depth=` and `depth=` parts (a width-only file cannot take depth rows: use a
+    new `out`).
+
     ```python
     import tempfile
     report = sweep(["mup"], model="mlp", widths=[16, 32], lrs=[1e-2], seeds=[0],
@@ -583,6 +612,16 @@ def sweep(
     _check_grid("lrs", [float(x) for x in lrs], float)
     _check_grid("embed_lr_mults", [float(x) for x in embed_lr_mults], float)
     _check_grid("seeds", list(seeds), int, positive=False)
+    if depths is not None:
+        _check_grid("depths", list(depths), int)
+        if base_depth is None:
+            base_depth = _spec_base_depth(specs, min(depths))
+    if base_depth is not None and (depths is None or isinstance(base_depth, bool)
+                                   or not isinstance(base_depth, int) or base_depth < 1):
+        raise SweepError(
+            f"`base_depth` must be an int >= 1 and needs `depths`; got base_depth="
+            f"{base_depth!r}, depths={depths!r}."
+        )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise SweepError(f"`steps` must be an int >= 1; got {steps!r}.")
     if any(s < 0 for s in seeds):
@@ -597,23 +636,31 @@ def sweep(
                                                          layouts, tied)
     results = ResultsFile(Path(out) / "results.csv")
     done = results.done_keys()  # validates the file first; raises on a foreign one
-    fingerprints = {spec: spec_fingerprint(spec) for spec in dict.fromkeys(specs)}
+    fingerprints = {spec: spec_fingerprint(spec, base_width) for spec in dict.fromkeys(specs)}
 
+    # A run: (spec, width, lr, mult, seed, depth), depth None in a width-only sweep.
     grid = [
-        (spec, width, float(lr), float(mult), seed)
+        (spec, width, float(lr), float(mult), seed, depth)
         for spec in specs
         for width in widths
+        for depth in (depths if depths is not None else [None])
         for mult in embed_lr_mults
         for lr in lrs
         for seed in seeds
     ]
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
         raise SweepError(f"`depth` must be None or an int >= 1; got {depth!r}.")
+    if depth is not None and depths is not None:
+        raise SweepError("Give `depth` (compile every spec at one depth) or `depths` (depth "
+                         f"as a scaling axis), not both; got depth={depth!r}, depths={depths!r}.")
     extra = {"steps": steps, **({"wd": float(weight_decay)} if weight_decay else {}),
              **({"depth": depth} if depth is not None else {})}
 
-    def key_of(spec: str, width: int, lr: float, mult: float, seed: int) -> str:
-        return run_key(label_of(spec, mult), label, width, lr, mult, seed, **extra,
+    def key_of(
+        spec: str, width: int, lr: float, mult: float, seed: int, depth: int | None = None
+    ) -> str:
+        more = extra if depth is None else {**extra, "depth": depth, "base_depth": base_depth}
+        return run_key(label_of(spec, mult), label, width, lr, mult, seed, **more,
                        pspec=fingerprints[spec])
 
     def label_of(spec: str, mult: float) -> str:
@@ -628,20 +675,27 @@ def sweep(
 
     from .._compile import compile as compile_spec
 
+    deepest = ({"depth": max(depths), "base_depth": base_depth} if depths is not None
+               else {} if depth is None else {"depth": depth})
     for spec in dict.fromkeys(s for s, *_ in todo):  # fail early on a bad spec
         compile_spec(spec, width=max(widths), base_width=base_width, optimizer=optimizer,
-                     depth=depth)
+                     **deepest)
 
     task = resolve(batch_size)
-    options = _Options(base_width, float(weight_decay), roles, layouts, tied, optimizer, depth)
+    options = _Options(base_width, float(weight_decay), roles, layouts, tied, optimizer,
+                       depth=depth, base_depth=base_depth)
+
+    def at(depth: int | None) -> _Options:
+        return options if depth is None else dataclasses.replace(options, depth=depth)
 
     def row_of(run: tuple[Any, ...], loss_value: float, wall_s: float) -> dict[str, Any]:
-        spec, width, lr, mult, seed = run
+        spec, width, lr, mult, seed, depth = run
         return {
             "key": key_of(*run),
             "spec": label_of(spec, mult),
             "model": label,
             "width": width,
+            **({} if depth is None else {"depth": depth}),
             "lr": lr,
             "embed_lr_mult": mult,
             "seed": seed,
@@ -655,7 +709,9 @@ def sweep(
         if primary:  # with several processes (jax.distributed), process 0 writes
             results.append(rows)  # one write: the chunk's runs are done together
         for row in rows:
-            advance(f"{row['spec']} w{row['width']} lr {row['lr']:.3g} s{row['seed']}", 1)
+            at_depth = f" d{row['depth']}" if "depth" in row else ""
+            advance(f"{row['spec']} w{row['width']}{at_depth} lr {row['lr']:.3g} "
+                    f"s{row['seed']}", 1)
             if on_run is not None:
                 on_run(row)
 
@@ -663,26 +719,43 @@ def sweep(
     with _progress(progress and primary, len(grid), skipped, steps) as bar:
         if engine == "sequential":
             for run in todo:
-                spec, width, lr, mult, seed = run
-                bar.advance(f"{label_of(spec, mult)} w{width} lr {lr:.3g} s{seed}", 0)
+                spec, width, lr, mult, seed, depth = run
+                at_depth = "" if depth is None else f" d{depth}"
+                bar.advance(f"{label_of(spec, mult)} w{width}{at_depth} lr {lr:.3g} s{seed}", 0)
                 bar.steps(0)
                 start = time.perf_counter()
-                trainer = _cached(task, spec, width, options, "sequential")
+                trainer = _cached(task, spec, width, at(depth), "sequential")
                 value = trainer.run(lr, mult, seed, steps)
                 bar.steps(steps)
                 write([row_of(run, value, time.perf_counter() - start)], bar.advance)
         else:
-            groups: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+            # One program per (spec, width, depth); the engine sees (spec, width, lr,
+            # mult, seed) runs, and the group's depth is added back to each row.
+            groups: dict[tuple[str, int, int | None], list[tuple[Any, ...]]] = {}
             for run in todo:
-                groups.setdefault((run[0], run[1]), []).append(run)
-            for (spec, width), runs in groups.items():
-                trainer = _cached(task, spec, width, options, "vectorised")
+                groups.setdefault((run[0], run[1], run[5]), []).append(run[:5])
+            for (spec, width, depth), runs in groups.items():
+                trainer = _cached(task, spec, width, at(depth), "vectorised")
                 for chunk, losses, wall_s in trainer.run_chunks(
                     runs, steps, chunk_size, on_step=bar.steps, on_chunk=bar.advance
                 ):
-                    write([row_of(r, v, wall_s) for r, v in zip(chunk, losses, strict=True)],
-                          bar.advance)
+                    write([row_of((*r, depth), v, wall_s)
+                           for r, v in zip(chunk, losses, strict=True)], bar.advance)
     return SweepReport(len(todo), skipped, results.path)
+
+
+def _spec_base_depth(specs: Sequence[str], default: int) -> int:
+    """The specs' own `base_depth` (they must agree), else `default` (the smallest depth)."""
+    from .._library import load
+
+    own = {load(spec).base_depth for spec in specs}
+    own.discard(None)
+    if len(own) > 1:
+        raise SweepError(
+            f"The specs set different base depths {sorted(own)}; pass `base_depth` "
+            "(`--base-depth`) to sweep them together."
+        )
+    return own.pop() if own else default
 
 
 def _process_index() -> int:

@@ -16,7 +16,9 @@ the table of any tool:
 Columns: `spec`, `width` (integer > 0), `lr` (number > 0, finite), `loss` (a
 number; nan, inf, an empty CSV field or JSON `null` mean the run diverged), and
 optionally `seed` (any label; the losses of a (spec, width, lr) are averaged over
-seeds) and `step` (integer >= 0; each run's row of its last step is taken). Every
+seeds) and `step` (integer >= 0; each run's row of its last step is taken), and
+`depth` (number of blocks, integer > 0). Across depth (`axis="depth"`) the required
+columns are `spec`, `depth`, `lr`, `loss`, and `width` is the optional one. Every
 failure is a `TableError` at `FILE:LINE` with the fix. The file is only read.
 
 Why not pandas: it is not a dependency, and its parsers report a bad value without
@@ -34,14 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import SpecError
-from ._metrics import LOG2, summarize
-from ._results import HEADER, ResultsFile, parse_number
+from ._metrics import AXES, LOG2, TransferMetricError, summarize
+from ._results import HEADERS, ResultsFile, parse_number
 
 __all__ = ["REQUIRED", "TableError", "read_runs", "transfer_metrics"]
 
-#: The columns every table needs; `seed` and `step` are optional.
+#: The columns every table needs; `seed`, `step` and `depth` are optional.
 REQUIRED = ("spec", "width", "lr", "loss")
-OPTIONAL = ("seed", "step")
+OPTIONAL = ("seed", "step", "depth")
 _CSV = (".csv",)
 _JSONL = (".jsonl", ".ndjson")
 _NEEDS = (
@@ -62,8 +64,10 @@ def transfer_metrics(
     k: int = 2,
     delta: float = LOG2,
     grid_ratio: float | None = None,
+    axis: str = "width",
 ) -> dict[str, dict[str, Any]]:
-    """`summarize` (E, kappa, R(inf), drift per spec) on a sweep stored in a file.
+    """`summarize` (E, kappa, R(inf), drift per spec) on a sweep stored in a file;
+    `axis="depth"` measures transfer across depth (the rows' `depth` column).
 
     `path`: a `results.csv` written by `sweep`, or any CSV / JSON Lines table with
     the columns `spec`, `width`, `lr`, `loss` (`seed`, `step` optional; see
@@ -82,21 +86,27 @@ def transfer_metrics(
     path = Path(path)
     try:
         with open(path, "rb") as file:
-            sweep_file = file.readline().rstrip(b"\n") == HEADER.encode()
+            first = file.readline().rstrip(b"\n")
     except OSError as error:
         raise TableError(f"{path}: cannot read it ({error.strerror}).") from None
-    rows = ResultsFile(path).final_rows() if sweep_file else read_runs(path)
-    return summarize(rows, reference, k=k, delta=delta, grid_ratio=grid_ratio)
+    if axis not in AXES:
+        raise TransferMetricError(f"Unknown axis {axis!r}; use one of {', '.join(AXES)}.")
+    sweep_file = first in [header.encode() for header in HEADERS]
+    rows = ResultsFile(path).final_rows() if sweep_file else read_runs(path, axis=axis)
+    return summarize(rows, reference, k=k, delta=delta, grid_ratio=grid_ratio, axis=axis)
 
 
-def read_runs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_runs(path: str | os.PathLike[str], *, axis: str = "width") -> list[dict[str, Any]]:
     """The final loss of every run in a CSV or JSON Lines table, as `summarize` takes them.
 
     One dict per run, `{spec, width, lr, seed, loss}` (`seed` None without that
-    column; `loss` nan if the run diverged), in file order of the rows taken. With a
-    `step` column the row of each run's largest step is taken; without one, a run
-    (spec, width, lr, seed) must have one row. Raises `TableError` at `FILE:LINE`.
+    column; `loss` nan if the run diverged; `depth` too where the table has it), in
+    file order of the rows taken. With a `step` column the row of each run's largest
+    step is taken; without one, a run (spec, width, depth, lr, seed) must have one row.
+    `axis="depth"` requires `depth` and makes `width` optional. Raises `TableError` at
+    `FILE:LINE`.
     """
+    required = _required(axis)
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -115,11 +125,19 @@ def read_runs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             f"{path}:1: the file is empty. {_NEEDS}: a CSV header line and one line per "
             "run, or one JSON object per line."
         )
-    records = _jsonl(text, path) if _is_jsonl(text, path) else _csv(text, path)
+    if _is_jsonl(text, path, required):
+        records = _jsonl(text, path, required)
+    else:
+        records = _csv(text, path, required)
     return _last_steps(records, path)
 
 
-def _is_jsonl(text: str, path: Path) -> bool:
+def _required(axis: str) -> tuple[str, ...]:
+    """The required columns of a table measured across `axis` (`width` or `depth`)."""
+    return ("spec", axis, "lr", "loss") if axis in AXES else REQUIRED
+
+
+def _is_jsonl(text: str, path: Path, required: tuple[str, ...] = REQUIRED) -> bool:
     suffix = path.suffix.lower()
     if suffix in _CSV + _JSONL:
         return suffix in _JSONL
@@ -127,17 +145,18 @@ def _is_jsonl(text: str, path: Path) -> bool:
     if first.startswith("{"):
         return True
     names = {name.strip().lower() for name in next(csv.reader([first]), [])}
-    if set(REQUIRED) <= names:
+    if set(required) <= names:
         return False
     number = next(i for i, line in enumerate(text.splitlines(), 1) if line.strip())
     what = (
         "a JSON array, not JSON Lines (one object per line)"
         if first.startswith("[")
-        else f"neither a JSON object nor a CSV header naming {', '.join(REQUIRED)}"
+        else f"neither a JSON object nor a CSV header naming {', '.join(required)}"
     )
     raise TableError(
         f"{path}:{number}: cannot tell the format: the name ends in {suffix or 'no suffix'!r} "
-        f"(not .csv, .jsonl or .ndjson) and this line is {what}: {first[:120]!r}. {_NEEDS}; "
+        f"(not .csv, .jsonl or .ndjson) and this line is {what}: {first[:120]!r}. "
+        f"{_needs(required)}; "
         "name the file .csv or .jsonl."
     )
 
@@ -146,17 +165,24 @@ def _is_jsonl(text: str, path: Path) -> bool:
 _Record = tuple[int, dict[str, Any]]
 
 
-def _columns(names: list[str], line: int, path: Path) -> None:
-    missing = [c for c in REQUIRED if c not in names]
+def _needs(required: tuple[str, ...]) -> str:
+    if required == REQUIRED:
+        return _NEEDS
+    return (f"A table of runs across depth needs the columns {', '.join(required)} (seed, "
+            "step and width optional, any order, others ignored)")
+
+
+def _columns(names: list[str], line: int, path: Path, required: tuple[str, ...] = REQUIRED) -> None:
+    missing = [c for c in required if c not in names]
     if missing:
         raise TableError(
             f"{path}:{line}: missing column{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(missing)}; found {names}. {_NEEDS}: rename or add "
+            f"{', '.join(missing)}; found {names}. {_needs(required)}: rename or add "
             f"{'them' if len(missing) > 1 else 'it'}."
         )
 
 
-def _csv(text: str, path: Path) -> list[_Record]:
+def _csv(text: str, path: Path, required: tuple[str, ...] = REQUIRED) -> list[_Record]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     records: list[_Record] = []
     header: list[str] | None = None
@@ -181,7 +207,7 @@ def _csv(text: str, path: Path) -> list[_Record]:
                     f"{', '.join(twice)} appear{'' if len(twice) > 1 else 's'} twice. "
                     "Keep one of each."
                 )
-            _columns(header, start, path)
+            _columns(header, start, path, required)
             continue
         if len(fields) != len(header):
             raise TableError(
@@ -196,7 +222,7 @@ def _csv(text: str, path: Path) -> list[_Record]:
     return records
 
 
-def _jsonl(text: str, path: Path) -> list[_Record]:
+def _jsonl(text: str, path: Path, required: tuple[str, ...] = REQUIRED) -> list[_Record]:
     records: list[_Record] = []
     # Split on "\n" only: str.splitlines would also split at U+2028 inside a JSON string.
     for number, line in enumerate(text.split("\n"), start=1):
@@ -212,10 +238,10 @@ def _jsonl(text: str, path: Path) -> list[_Record]:
         if not isinstance(value, dict):
             raise TableError(
                 f"{path}:{number}: expected a JSON object, found {type(value).__name__} "
-                f"{line.strip()[:80]!r}. {_NEEDS}. {_FIX}"
+                f"{line.strip()[:80]!r}. {_needs(required)}. {_FIX}"
             )
         row = {str(key).strip().lower(): item for key, item in value.items()}
-        _columns(sorted(row), number, path)
+        _columns(sorted(row), number, path, required)
         records.append((number, row))
     return records
 
@@ -235,10 +261,10 @@ def _value(column: str, raw: Any) -> Any:
     elif isinstance(raw, int | float) and not isinstance(raw, bool):
         value = raw
     else:
-        kind = "an integer" if column in ("width", "step") else "a number"
+        kind = "an integer" if column in ("width", "depth", "step") else "a number"
         raise ValueError(f"{column} must be {kind}, found {raw!r}")
-    if column == "width" and not (isinstance(value, int) and value > 0):
-        raise ValueError(f"width must be a positive integer, found {raw!r}")
+    if column in ("width", "depth") and not (isinstance(value, int) and value > 0):
+        raise ValueError(f"{column} must be a positive integer, found {raw!r}")
     if column == "step" and not (isinstance(value, int) and value >= 0):
         raise ValueError(f"step must be an integer >= 0, found {raw!r}")
     if column == "lr" and not 0 < value < math.inf:
@@ -247,23 +273,25 @@ def _value(column: str, raw: Any) -> Any:
 
 
 def _last_steps(records: list[_Record], path: Path) -> list[dict[str, Any]]:
-    """One row per run (spec, width, lr, seed): the one of its largest step."""
+    """One row per run (spec, width, depth, lr, seed): the one of its largest step."""
     runs: dict[tuple[Any, ...], tuple[int, int, dict[str, Any]]] = {}  # -> step, line, row
     for line, record in records:
         try:
-            row = {c: _value(c, record[c]) for c in REQUIRED + OPTIONAL if c in record}
+            row = {c: _value(c, record[c]) for c in (*REQUIRED, *OPTIONAL) if c in record}
         except ValueError as error:
             raise TableError(f"{path}:{line}: {error}. {_FIX}") from None
         row.setdefault("seed", None)
         step = row.pop("step", None)
-        run = (row["spec"], row["width"], row["lr"], row["seed"])
+        run = (row["spec"], row.get("width"), row.get("depth"), row["lr"], row["seed"])
         if run in runs:
             seen_step, seen_line, _ = runs[run]
             if step is None or seen_step is None or step == seen_step:
                 what = "" if step is None else f" and step {step}"
+                at = f"width={run[1]}" if run[2] is None else (
+                    f"depth={run[2]}" if run[1] is None else f"width={run[1]}, depth={run[2]}")
                 raise TableError(
-                    f"{path}:{line}: a second row for the run spec={run[0]!r}, width={run[1]}, "
-                    f"lr={run[2]!r}, seed={run[3]!r}{what} (the first is line {seen_line}). "
+                    f"{path}:{line}: a second row for the run spec={run[0]!r}, {at}, "
+                    f"lr={run[3]!r}, seed={run[4]!r}{what} (the first is line {seen_line}). "
                     "Give each run one row per step (a step column tells a loss curve's rows "
                     "apart, a seed column the repeats); runs that differ in another setting "
                     "need different spec labels."

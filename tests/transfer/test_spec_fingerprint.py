@@ -32,6 +32,17 @@ def test_a_changed_spec_is_refused_and_a_reformatted_one_resumes(tmp_path):
     assert sweep([str(spec)], out=tmp_path / "new", **GRID).ran == 1
 
 
+def test_another_base_width_is_refused_too(tmp_path):
+    """`base_width` changes every parameter's scale but not the spec's text: it is part
+    of the fingerprint, so a sweep at another base width never reuses the rows."""
+    out = tmp_path / "runs"
+    assert sweep(["mup"], out=out, base_width=4, **GRID).ran == 1
+    assert sweep(["mup"], out=out, base_width=4, **GRID).ran == 0
+    assert spec_fingerprint("mup", 4) != spec_fingerprint("mup", 2) != spec_fingerprint("mup")
+    with pytest.raises(SweepError, match=r"another base width.*new `--out` directory"):
+        sweep(["mup"], out=out, base_width=2, **GRID)
+
+
 def test_a_results_file_without_fingerprints_is_read_but_not_resumed(tmp_path):
     fresh = tmp_path / "fresh"
     sweep(["mup"], out=fresh, **GRID)

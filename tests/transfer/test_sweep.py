@@ -1,6 +1,7 @@
 """The sweep's training loop: resume after a kill, diverged runs, the embedding-lr knob."""
 
 import math
+import re
 
 import pytest
 
@@ -294,7 +295,7 @@ def test_depth_compiles_every_spec_at_that_depth(tmp_path):
     grid = {**GRID, "seeds": [0], "lrs": [1e-2]}
     sweep(["mup"], out=tmp_path, depth=2, **grid)  # no depth factors: runs as without
     (row,) = ResultsFile(tmp_path / "results.csv").final_rows()
-    assert row["key"].endswith("/depth=2/steps=3") and row["status"] == "ok"
+    assert re.search(r"/depth=2/pspec=[0-9a-f]{12}/steps=3$", row["key"]) and row["status"] == "ok"
     task = make_task("transformer")  # 2 blocks: completep at depth 2, base depth 1
     at_2 = _Setup(task, "completep", 16, _Options(depth=2))
     at_base = _Setup(task, "completep", 16, _Options())
