@@ -36,41 +36,47 @@ DEPTHS = (2, 4, 8)
 SEEDS = {"sgd": (0, 1, 2), "adafactor": (0, 1)}  # SGD's step follows the gradient's size
 # An example costs seconds: report a failure as drawn, no shrinking (minutes).
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
-exponents = st.sampled_from([F(-1, 2), F(0), F(1, 2), F(1)])
-
-
-def _lr(draw, name):
-    if draw(st.booleans()):
-        return "auto"
-    c = draw(exponents)
-    return f"m^({-c})"
+SHIFTS = (None, F(-1, 4), F(1, 4))  # None: `lr auto`; else the auto exponent shifted
 
 
 @st.composite
-def depth_specs(draw):
-    """A random spec with depth exponents, as text (parsed by the library)."""
+def depth_specs(draw, optimizer):
+    """A random spec with depth exponents, as text (parsed by the library).
+
+    The hidden learning rate is `auto` or the auto exponent shifted by +-1/4 (the L
+    blocks then move the stream like `m^(+-1/4)`): larger shifts put the embedding's
+    Θ(1) change and the blocks' next to each other with exponents far apart, and over
+    depths 2..8 the fitted slope of such a sum sits anywhere between them.
+    The vector (norm gain) learning rate stays `auto`: at width 32 a gain's update moves
+    its branch ~width times less than a matrix's, so its depth exponent is not visible
+    over two octaves of depth."""
     alpha = draw(st.sampled_from([F(1, 2), F(2, 3), F(3, 4), F(1)]))
     branch = draw(st.sampled_from(["m^(-alpha)", "m^(-1/2)", "m^(-3/4)", "m^(-1)"]))
-    a = draw(st.sampled_from([F(-1, 2), F(0), F(1, 2)]))
-    return f"""spec random_depth
+    a = F(0) if optimizer == "adafactor" else draw(st.sampled_from([F(-1, 2), F(0), F(1, 2)]))
+    shift = draw(st.sampled_from(SHIFTS))
+
+    def text(lr):
+        return f"""spec random_depth
 extends completep
 depth_alpha {alpha}
 
 hidden {{
     multiplier  m^({-a})
     init        fan_in^(-1/2) * m^({a})
-    lr          {_lr(draw, "hidden")}
+    lr          {lr}
     eps         auto
-}}
-
-vectors {{
-    lr          {_lr(draw, "vectors")}
 }}
 
 residual {{
     branch      {branch}
 }}
 """
+
+    if shift is None:
+        return text("auto")
+    auto = ps.compile(ps.parse(text("auto")), width=32, depth=4, base_depth=2,
+                      optimizer=optimizer).depth_theory.layers["hidden"].c
+    return text(f"m^({-(auto + shift)})")
 
 
 def _batch():
@@ -95,19 +101,19 @@ def assert_depth_slopes_match(text, optimizer):
 
 
 @settings(max_examples=examples(2), phases=NO_SHRINK)
-@given(text=depth_specs())
+@given(text=depth_specs("adam"))
 def test_random_depth_spec_slopes_match_the_prediction_adam(text):
     assert_depth_slopes_match(text, "adam")
 
 
 @settings(max_examples=examples(2), phases=NO_SHRINK)
-@given(text=depth_specs())
+@given(text=depth_specs("sgd"))
 def test_random_depth_spec_slopes_match_the_prediction_sgd(text):
     assert_depth_slopes_match(text, "sgd")
 
 
 @pytest.mark.slow
 @settings(max_examples=examples(2), phases=NO_SHRINK)
-@given(text=depth_specs(), optimizer=st.sampled_from(["adam_atan2", "adafactor"]))
-def test_random_depth_spec_slopes_match_the_prediction_atan2_adafactor(text, optimizer):
-    assert_depth_slopes_match(text, optimizer)
+@given(data=st.data(), optimizer=st.sampled_from(["adam_atan2", "adafactor"]))
+def test_random_depth_spec_slopes_match_the_prediction_atan2_adafactor(data, optimizer):
+    assert_depth_slopes_match(data.draw(depth_specs(optimizer)), optimizer)
