@@ -75,7 +75,9 @@ def _resmlp_task():
 def test_completep_is_flat_in_depth_and_mup_is_not(model):
     make, inputs, loss = _resmlp_task() if model == "resmlp" else _task(32, 8, 4)
     depths = (2, 4, 8) if model == "resmlp" else (2, 4, 8, 16)
-    kw = {"depths": depths, "width": 32, "seeds": (0, 1), "learning_rate": 1e-3}
+    # the transformer: perturbative learning rates, exactly the documented run
+    kw = {"depths": depths, "width": 32, "seeds": (0, 1),
+          "learning_rate": 1e-3 if model == "resmlp" else None}
     completep = ps.coord_check("completep", make, inputs, loss, **kw)
     assert isinstance(completep, ps.DepthCheck)
     assert completep.passed and completep.flat, _slopes(completep)
