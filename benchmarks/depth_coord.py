@@ -1,90 +1,76 @@
-"""Coordinate check across depth (theory.md §9 with L in place of n), a first measurement.
+"""Coordinate check across depth on the reference transformer (docs/coord-check.md,
+"Across depth"; docs/theory.md "Depth", the measured table), on top of the library's
+`paramspec._coord_depth.coord_check_depth`.
 
-Reference transformer at a fixed width, depths 2..16 (base depth 2), Adam, a few steps on
-one fixed batch of random tokens: the rms change of the final residual stream
-(embedding + every branch's output, as added) and the mean rms change of one block's
-branch outputs, against depth. Prints the slope of log(change) against log(depth).
+At a fixed width, depths 2..16 (base depth 2), one optimizer step on one fixed batch of
+random tokens (next-token cross-entropy) at the perturbative learning rate, seeds 0 and 1:
+the slope of each depth quantity's rms change against log depth, its prediction and the
+verdict, for each spec and optimizer. Writes one plot per optimizer.
 
-    python benchmarks/depth_coord.py [--steps 3] [--width 32] [--lr 0.01]
+    python benchmarks/depth_coord.py [--optimizers adam] [--specs completep,depth-mup,mup]
+        [--depths 2,4,8,16] [--width 32] [--steps 1] [--seeds 2] [--plot-dir docs/img]
 """
 
 import argparse
-import math
+import functools
 import time
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import optax
 
-import paramspec as ps
+from paramspec._coord_depth import coord_check_depth, plot_depth_check
 from paramspec.models import transformer
 
-
-def stream(model, tokens):
-    f = model.features(tokens)
-    x = f["embed"]
-    branches = [v for k, v in f.items() if k.startswith("blocks[")]
-    for b in branches:
-        x = x + b
-    return x, branches
+VOCAB, SEQ, BATCH = 32, 8, 4
 
 
-def run(spec, depth, args):
-    c = ps.compile(spec, width=args.width, base_width=args.width, depth=depth, base_depth=2)
-    key = jax.random.key(0)
-    model = c.init(lambda w, k: transformer(w, k, depth=depth, vocab=32, seq_len=16,
-                                            head_dim=8), key)
-    tokens = jax.random.randint(jax.random.key(1), (8, 16), 0, 32)
-    opt = c.optimizer(model, learning_rate=args.lr)
-    state = opt.init(eqx.filter(model, eqx.is_inexact_array))
+def task():
+    tokens = jax.random.randint(jax.random.key(1), (BATCH, SEQ + 1), 0, VOCAB)
 
-    def loss(m):
-        logits = jax.vmap(m)(tokens[:, :-1])
+    def loss(model, x):
+        logits = jax.vmap(model)(x)
         return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
 
-    @eqx.filter_jit
-    def step(m, s):
-        g = eqx.filter_grad(loss)(m)
-        u, s = opt.update(g, s, eqx.filter(m, eqx.is_inexact_array))
-        return eqx.apply_updates(m, u), s
-
-    feats = eqx.filter_jit(jax.vmap(stream, in_axes=(None, 0)))
-    x0, b0 = feats(model, tokens)
-    for _ in range(args.steps):
-        model, state = step(model, state)
-    x1, b1 = feats(model, tokens)
-    rms = lambda a: float(jnp.sqrt(jnp.mean(a ** 2)))  # noqa: E731
-    return rms(x1 - x0), sum(rms(p - q) for p, q in zip(b1, b0, strict=True)) / len(b0)
-
-
-def slope(xs, ys):
-    """Least-squares slope of log(ys) against log(xs)."""
-    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
-    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum(
-        (a - mx) ** 2 for a in lx)
+    make = functools.partial(transformer, vocab=VOCAB, seq_len=SEQ, head_dim=8)
+    return make, tokens[:, :-1], loss
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--depths", default="2,4,8,16")
+    p.add_argument("--optimizers", default="adam")
     p.add_argument("--specs", default="completep,depth-mup,mup")
+    p.add_argument("--depths", default="2,4,8,16")
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--plot-dir", default=None)
     args = p.parse_args()
-    depths = [int(d) for d in args.depths.split(",")]
-    start = time.time()
-    print("| spec | " + " | ".join(f"L={d}: stream, block" for d in depths)
-          + " | slope stream | slope block |")
-    print("|---" * (len(depths) + 3) + "|")
-    for spec in args.specs.split(","):
-        res = [run(spec, d, args) for d in depths]
-        cells = " | ".join(f"{s:.3g}, {b:.3g}" for s, b in res)
-        print(f"| {spec} | {cells} | {slope(depths, [r[0] for r in res]):+.2f} | "
-              f"{slope(depths, [r[1] for r in res]):+.2f} |")
-    print(f"\n{time.time() - start:.0f} s")
+    depths = tuple(int(d) for d in args.depths.split(","))
+    make, inputs, loss = task()
+    names = ("stream", "block (first)", "blocks (mean)", "block (last)", "logits")
+    print(f"width {args.width}, depths {args.depths} (base {min(depths)}), {args.steps} "
+          f"step(s), seeds 0..{args.seeds - 1}; each cell: measured slope (predicted)\n")
+    print("| optimizer | spec | lr | " + " | ".join(names) + " | passed | stream flat | s |")
+    print("|---" * (len(names) + 6) + "|")
+    for optimizer in args.optimizers.split(","):
+        checks = []
+        for spec in args.specs.split(","):
+            start = time.time()
+            check = coord_check_depth(spec, make, inputs, loss, depths=depths,
+                                      width=args.width, steps=args.steps,
+                                      seeds=tuple(range(args.seeds)), learning_rate=args.lr,
+                                      optimizer=optimizer)
+            checks.append(check)
+            cells = " | ".join(
+                f"{layer.slope:+.2f} ({layer.predicted:+.2g})"
+                + ("" if layer.passed else " **fail**" if layer.verdict == "fail" else " flag")
+                for layer in (check.layer(n) for n in names))
+            print(f"| {optimizer} | {spec} | {check.learning_rate:.2g} | {cells} | "
+                  f"{'yes' if check.passed else 'no'} | {'yes' if check.flat else 'no'} | "
+                  f"{time.time() - start:.0f} |", flush=True)
+        if args.plot_dir:
+            plot_depth_check(checks, f"{args.plot_dir}/coord-depth-{optimizer}.png")
 
 
 if __name__ == "__main__":

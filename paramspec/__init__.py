@@ -71,6 +71,7 @@ _LAZY = {
     "coord_check": "._coord",
     "CoordCheck": "._coord",
     "linear_loss": "._coord",
+    "DepthCheck": "._coord_depth",
     # learning-rate sweeps (JAX)
     "sweep": "._transfer._sweep",
     "transfer_metrics": "._transfer._table",
@@ -93,6 +94,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ._coord import CoordCheck as CoordCheck
     from ._coord import coord_check as coord_check
     from ._coord import linear_loss as linear_loss
+    from ._coord_depth import DepthCheck as DepthCheck
     from ._equinox import Layout as Layout
     from ._equinox import LeafInfo as LeafInfo
     from ._equinox import Multiplied as Multiplied

@@ -384,8 +384,8 @@ def coord_check_cmd(
         "--model", help="mlp | transformer (reference models) or FILE.py:FUNC, where "
         "FUNC(width, key) builds your model and the file defines make_batch(key) -> (x, y) "
         "and optionally loss(model, x, y), LAYOUTS, ROLES (docs/coord-check.md).")] = "mlp",
-    widths: Annotated[str, typer.Option("--widths", help="Comma-separated widths.")]
-    = "64,128,256,512",
+    widths: Annotated[str | None, typer.Option(
+        "--widths", help="Comma-separated widths (default 64,128,256,512).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps on the batch.")] = 1,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds averaged (0..N-1).")] = 2,
     lr: Annotated[float | None, typer.Option(
@@ -395,17 +395,33 @@ def coord_check_cmd(
     optimizer: OptimizerOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Directory of the PNG.")] = Path("."),
     format: FormatOpt = Format.table,
+    depths: Annotated[str | None, typer.Option(
+        "--depths", help="Check across depth instead: comma-separated block counts, e.g. "
+        "2,4,8,16, at one --width (docs/coord-check.md, 'Across depth').")] = None,
+    width: Annotated[int, typer.Option("--width", help="With --depths: the fixed width.")]
+    = 64,
+    base_depth: BaseDepthOpt = None,
+    depth_alpha: DepthAlphaOpt = None,
 ) -> None:
     """Train a few steps on one fixed batch at several widths and compare each layer's
     activation-change slope with the theory's prediction. Writes OUT/coord-check-SPEC.png.
     Exit 0 when every judged layer passes, 3 when one does not (a layer that changed by
-    more than its own size is flagged, not judged)."""
+    more than its own size is flagged, not judged). With --depths: the same check across
+    depth at one width (the residual stream, the blocks, the logits)."""
     from ._coord import coord_check
     from ._transfer._plots import plot_coord_check
 
-    width_list = _ints("--widths", widths)
     if seeds < 1 or steps < 1:
         raise SpecError(f"--seeds and --steps must be >= 1; got --seeds {seeds} --steps {steps}")
+    if depths is not None:
+        if widths is not None:
+            raise SpecError("--depths checks across depth at one --width; --widths does not "
+                            "apply", hint="drop --widths, or drop --depths")
+        _coord_check_depth(spec, model, _ints("--depths", depths), width, steps, seeds, lr,
+                           base_width, base_depth, depth_alpha,
+                           optimizer.value if optimizer else None, out, format)
+        return
+    width_list = _ints("--widths", widths or "64,128,256,512")
     make, inputs, loss, extra = _coord_task(model)
     result = coord_check(spec, make, inputs, loss, widths=width_list, steps=steps,
                          seeds=tuple(range(seeds)), learning_rate=lr, base_width=base_width,
@@ -431,6 +447,47 @@ def coord_check_cmd(
             caption=f"slope of log rms(x_t - x_0) against log width; relative: largest "
             f"rms(x_t - x_0)/rms(x_0); FLAG: changed by more than its own size, not judged; "
             f"plot: {png}{notes}")
+    if not result.passed:
+        raise typer.Exit(EXIT_NO)
+
+
+def _coord_check_depth(spec: str, model: str, depths: list[int], width: int, steps: int,
+                       seeds: int, lr: float | None, base_width: int | None,
+                       base_depth: int | None, depth_alpha: str | None,
+                       optimizer: str | None, out: Path, format: Format) -> None:
+    """`coord-check --depths`: the check across depth (paramspec._coord_depth)."""
+    from ._coord_depth import coord_check_depth, plot_depth_check
+
+    if model == "mlp":
+        raise SpecError("the reference MLP has no residual blocks to check across depth",
+                        hint="use --model transformer")
+    make, inputs, loss, extra = _coord_task(model)
+    result = coord_check_depth(spec, make, inputs, loss, depths=depths, width=width,
+                               steps=steps, seeds=tuple(range(seeds)), learning_rate=lr,
+                               base_width=base_width, base_depth=base_depth,
+                               depth_alpha=depth_alpha, optimizer=optimizer, **extra)
+    name = Path(spec).stem if spec.endswith(".pspec") else spec
+    png = plot_depth_check([result], out / f"coord-check-depth-{name}.png")
+    if format is Format.json:
+        _json({**result.to_dict(), "plot": str(png)})
+    else:
+        rows = [[layer.name, f"{layer.slope:+.3f}", f"{layer.predicted:+.3f}",
+                 f"-{layer.tolerance[0]:.2f}/+{layer.tolerance[1]:.2f}",
+                 f"{layer.relative:.2g}",
+                 {"pass": "pass", "fail": "FAIL", "flagged": "FLAG"}[layer.verdict]]
+                for layer in result.layers]
+        notes = "".join(f"\n{layer.name}: {layer.note}" for layer in result.layers
+                        if layer.note)
+        lr_text = f"lr {result.learning_rate:.3g}" + (
+            " (perturbative)" if result.learning_rate_source == "perturbative" else "")
+        _render_table(
+            f"coordinate check across depth of {result.spec} on {result.model} "
+            f"({result.optimizer}, {steps} step(s), {lr_text}, width {width}, depths "
+            f"{','.join(map(str, depths))}, base depth {result.base_depth})",
+            ["quantity", "slope", "predicted", "band", "relative", "verdict"], rows,
+            caption=f"slope of log rms(change) against log depth; stream: the residual "
+            f"stream before the final norm, {'flat' if result.flat else 'NOT flat'} in depth; "
+            f"block: one block's branches as added; plot: {png}{notes}")
     if not result.passed:
         raise typer.Exit(EXIT_NO)
 

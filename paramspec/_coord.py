@@ -321,7 +321,8 @@ def judgement(
     """`((below, above), note)`: the band around the prediction `-min(terms)` in which a
     measured slope passes, and why it is wider than `NOISE` where it is."""
     below, notes = NOISE, []
-    if role == "output" and len(set(terms)) > 1:
+    # depth's stream and blocks (paramspec._coord_depth) sum terms as a readout does
+    if role in ("output", "stream", "block") and len(set(terms)) > 1:
         gap = float(max(terms) - min(terms))
         extra = SUBLEADING if readout else gap  # an inner readout (router): W dz leads
         below += min(extra, gap)
@@ -534,7 +535,7 @@ def coord_check(
     inputs: Any,
     loss: Callable[[Any, Any], Any],
     *,
-    widths: Sequence[int] = (64, 128, 256, 512),
+    widths: Sequence[int] | None = None,
     steps: int = 1,
     seeds: Sequence[int] = (0, 1),
     learning_rate: float | None = None,
@@ -548,8 +549,16 @@ def coord_check(
     roles: Mapping[str, str] | None = None,
     tied: Mapping[str, str] | None = None,
     target_change: float = 1e-2,
+    depths: Sequence[int] | None = None,
+    width: int = 64,
+    base_depth: int | None = None,
+    depth_alpha: Any = None,
 ) -> CoordCheck:
     """Train `steps` steps at every width and fit each layer's activation-change slope.
+
+    `widths` default to (64, 128, 256, 512). With `depths=` instead, the check runs
+    across depth at one `width` (`paramspec._coord_depth.coord_check_depth`: the residual
+    stream, the blocks' contributions and the logits; `make_model(width, key, depth=L)`).
 
     - `make_model(width, key)`: the user's model (built with `c.init(make_model, key,
       layouts=layouts, roles=roles, tied=tied)` at each width).
@@ -574,6 +583,19 @@ def coord_check(
 
     from ._equinox._build import parameter_blocks
 
+    if depths is not None:
+        from ._coord_depth import coord_check_depth
+
+        if widths is not None or prediction != "first_step":
+            raise SpecError("a coordinate check across depth takes depths= and one width=, "
+                            "not widths= (and the first-step prediction only)",
+                            hint="e.g. depths=(2, 4, 8, 16), width=64")
+        return coord_check_depth(
+            spec, make_model, inputs, loss, depths=depths, width=width, base_depth=base_depth,
+            base_width=base_width, depth_alpha=depth_alpha, steps=steps, seeds=seeds,
+            learning_rate=learning_rate, optimizer=optimizer, tolerance=tolerance, eps=eps,
+            target_change=target_change, layouts=layouts, roles=roles, tied=tied)
+    widths = (64, 128, 256, 512) if widths is None else widths
     if len(widths) < 2 or len(set(widths)) != len(widths):
         raise SpecError(
             "a coordinate check needs at least two different widths",
