@@ -383,7 +383,7 @@ def coord_check_cmd(
     model: Annotated[str, typer.Option(
         "--model", help="mlp | transformer (reference models) or FILE.py:FUNC, where "
         "FUNC(width, key) builds your model and the file defines make_batch(key) -> (x, y) "
-        "and optionally loss(model, x, y), LAYOUTS, ROLES (docs/coord-check.md).")] = "mlp",
+        "and optionally loss(model, x, y), LAYOUTS, ROLES, TIED, BRANCHES (docs/coord-check.md).")] = "mlp",
     widths: Annotated[str | None, typer.Option(
         "--widths", help="Comma-separated widths (default 64,128,256,512).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps on the batch.")] = 1,
@@ -540,7 +540,7 @@ def _coord_task(model: str) -> tuple[Any, Any, Any, dict[str, Any]]:
     else:
         loss = _linear_output_loss  # no loss: mean(model(x) * r), r fixed
     extra = {"layouts": user.companion("LAYOUTS"), "roles": user.companion("ROLES"),
-             "tied": user.companion("TIED")}
+             "tied": user.companion("TIED"), "branches": user.companion("BRANCHES")}
     return user.make_model, batch, loss, {k: v for k, v in extra.items() if v is not None}
 
 
@@ -563,7 +563,7 @@ def sweep_cmd(
     model: Annotated[str, typer.Option("--model", help="Reference task (mlp, transformer) "
                                        "or your model as FILE.py:FUNC (FUNC(width, key); the "
                                        "file's make_batch(key, batch_size) -> (x, y), optional "
-                                       "loss(model, x, y), LAYOUTS, ROLES).")] = "mlp",
+                                       "loss(model, x, y), LAYOUTS, ROLES, TIED, BRANCHES).")] = "mlp",
     widths: Annotated[str, typer.Option("--widths", help="Comma-separated widths.")]
     = "32,64,128",
     lrs: Annotated[str, typer.Option("--lrs", help="Comma-separated learning rates.")]

@@ -553,6 +553,7 @@ def coord_check(
     width: int = 64,
     base_depth: int | None = None,
     depth_alpha: Any = None,
+    branches: Sequence[str] | None = None,
 ) -> CoordCheck:
     """Train `steps` steps at every width and fit each layer's activation-change slope.
 
@@ -561,7 +562,8 @@ def coord_check(
     stream, the blocks' contributions and the logits; `make_model(width, key, depth=L)`).
 
     - `make_model(width, key)`: the user's model (built with `c.init(make_model, key,
-      layouts=layouts, roles=roles, tied=tied)` at each width).
+      layouts=layouts, roles=roles, tied=tied, branches=branches)` at each width;
+      `branches` names the residual branches' output projections for a depth spec).
     - `inputs`: one fixed batch, passed to `loss(model, inputs) -> scalar`.
     - Features: the model's own `features(x)`/`feature_roles()` when it has them (the
       reference models; called on `inputs[0]` vmapped), otherwise recorded while the
@@ -594,7 +596,8 @@ def coord_check(
             spec, make_model, inputs, loss, depths=depths, width=width, base_depth=base_depth,
             base_width=base_width, depth_alpha=depth_alpha, steps=steps, seeds=seeds,
             learning_rate=learning_rate, optimizer=optimizer, tolerance=tolerance, eps=eps,
-            target_change=target_change, layouts=layouts, roles=roles, tied=tied)
+            target_change=target_change, layouts=layouts, roles=roles, tied=tied,
+            branches=branches)
     widths = (64, 128, 256, 512) if widths is None else widths
     if len(widths) < 2 or len(set(widths)) != len(widths):
         raise SpecError(
@@ -614,8 +617,8 @@ def coord_check(
     widths = tuple(widths)
     base = _compiled_theory(spec, optimizer, alignment, base_width)
     spec_name = spec.name if isinstance(spec, Spec) else str(spec)
-    init_kwargs = {k: v for k, v in (("layouts", layouts), ("roles", roles), ("tied", tied))
-                   if v is not None}
+    init_kwargs = {k: v for k, v in (("layouts", layouts), ("roles", roles), ("tied", tied),
+                                     ("branches", branches)) if v is not None}
 
     def compiled(width: int) -> Any:
         return compile_spec(

@@ -254,6 +254,7 @@ def coord_check_depth(
     layouts: Mapping[str, Any] | None = None,
     roles: Mapping[str, str] | None = None,
     tied: Mapping[str, str] | None = None,
+    branches: Sequence[str] | None = None,
 ) -> DepthCheck:
     """The coordinate check across depth: `ps.coord_check(..., depths=...)` lands here.
 
@@ -291,16 +292,17 @@ def coord_check_depth(
             hint="e.g. functools.partial(paramspec.models.transformer, vocab=32); your own "
             "models: once c.init learns their repeated blocks (issue 13)")
     base = base_depth if base_depth is not None else min(depths)
-    init_kwargs = {k: v for k, v in (("layouts", layouts), ("roles", roles), ("tied", tied))
-                   if v is not None}
+    init_kwargs = {k: v for k, v in (("layouts", layouts), ("roles", roles), ("tied", tied),
+                                     ("branches", branches)) if v is not None}
 
     def compiled(depth: int) -> Any:
         return compile_spec(spec, width=width, base_width=base_width, optimizer=optimizer,
                             depth=depth, base_depth=base, depth_alpha=depth_alpha)
 
     def build(c: Any, depth: int, seed: int) -> Any:
-        return c.init(lambda w, k: make_model(w, k, depth=depth), jax.random.key(seed),
-                      **init_kwargs)
+        # `c` is compiled at `depth`, so `c.init` builds make_model(width, key, depth=depth)
+        # itself, and learns the repeated blocks from a second depth (docs/models.md "Depth").
+        return c.init(make_model, jax.random.key(seed), **init_kwargs)
 
     x = inputs[0] if isinstance(inputs, tuple) else inputs
 

@@ -244,13 +244,15 @@ def _model_source(
     roles: Any,
     layouts: Any,
     tied: Any,
-) -> tuple[str, Callable[[int | None], Task], Any, Any, Any]:
-    """(label for the `model` column, batch_size -> Task, roles, layouts, tied) of `model`."""
+    branches: Any = None,
+) -> tuple[str, Callable[[int | None], Task], Any, Any, Any, Any]:
+    """(label for the `model` column, batch_size -> Task, roles, layouts, tied, branches)
+    of `model`."""
     if isinstance(model, Task):
-        return model.name, lambda batch_size: model, roles, layouts, tied
+        return model.name, lambda batch_size: model, roles, layouts, tied, branches
     if isinstance(model, str) and model in MODELS:
         return (model, lambda batch_size: make_task(model, batch_size=batch_size), roles,
-                layouts, tied)
+                layouts, tied, branches)
     if isinstance(model, str) and ":" in model:
         from .._usermodel import load_model
 
@@ -260,6 +262,7 @@ def _model_source(
         roles = roles if roles is not None else user.companion("ROLES")
         layouts = layouts if layouts is not None else user.companion("LAYOUTS")
         tied = tied if tied is not None else user.companion("TIED")
+        branches = branches if branches is not None else user.companion("BRANCHES")
         if make_batch is None:
             raise SweepError(
                 f"--model {model}: the file defines no `make_batch(key, batch_size) -> (x, y)`; "
@@ -284,7 +287,7 @@ def _model_source(
     def resolve(batch_size: int | None) -> Task:
         return user_task(factory, batch_fn, loss, batch_size=batch_size or 32, name=name)
 
-    return name, resolve, roles, layouts, tied
+    return name, resolve, roles, layouts, tied, branches
 
 
 def spec_label(spec: str, embed_lr_mult: float = 1.0) -> str:
@@ -396,6 +399,7 @@ class _Setup:
             roles=self.options.roles,
             layouts=self.options.layouts,
             tied=self.options.tied,
+            **({} if self.options.branches is None else {"branches": self.options.branches}),
         )
 
     def step_fn(self) -> Callable[..., Any]:
@@ -463,18 +467,22 @@ class _Options:
     layouts: Any = None  # Mapping[str, Layout] | None, forwarded to `Compiled.init`
     tied: Any = None  # Mapping[str, str] | None, forwarded to `Compiled.init`
     optimizer: str | None = None  # overrides the spec's own
-    depth: int | None = None  # compile at this depth: `depth=`, or a depth sweep's depth
+    depth: int | None = None  # a depth sweep's depth: the model's and the compile's
     base_depth: int | None = None
+    compile_depth: int | None = None  # `sweep(depth=)`: the compile's only (model as built)
+    branches: Any = None  # Sequence[str] | None, forwarded to `Compiled.init`
 
     def cache_key(self) -> tuple[Any, ...]:
         return (self.base_width, self.weight_decay, repr(self.roles), repr(self.layouts),
-                repr(self.tied), self.optimizer, self.depth, self.base_depth)
+                repr(self.tied), self.optimizer, self.depth, self.base_depth,
+                self.compile_depth, repr(self.branches))
 
     def depth_args(self) -> dict[str, Any]:
-        """`compile`'s depth arguments: none unless this is a depth sweep."""
-        if self.depth is None:
-            return {}
-        return {"depth": self.depth, "base_depth": self.base_depth}
+        """`compile`'s depth arguments: a depth sweep's depth and base depth, else the
+        fixed `depth=` (base depth the spec's own), else none."""
+        if self.depth is not None:
+            return {"depth": self.depth, "base_depth": self.base_depth}
+        return {} if self.compile_depth is None else {"depth": self.compile_depth}
 
 
 # Compiled trainers of recent (task, spec, width, engine): a resumed sweep, or a second
@@ -549,6 +557,7 @@ def sweep(
     depth: int | None = None,
     depths: Sequence[int] | None = None,
     base_depth: int | None = None,
+    branches: Sequence[str] | None = None,
 ) -> SweepReport:
     """Train the grid and append each finished run's final row to `out/results.csv`.
 
@@ -585,12 +594,14 @@ def sweep(
     model that depth yourself). Default: the spec's base depth (m = 1). When given,
     the run key gains `depth=`.
 
-    `depths` (not with `depth`) makes depth a scaling axis too: every width is trained at every depth,
-    the spec compiled with `depth=`, `base_depth=` (default: the spec's own `base_depth`,
-    else the smallest depth) and the model built by `make_model(width, key,
-    depth=depth)`. The results file then has a `depth` column and the run key
+    `depths` (not with `depth`) makes depth a scaling axis too: every width is trained
+    at every depth, the spec compiled with `depth=`, `base_depth=` (default: the spec's
+    own `base_depth`, else the smallest depth) and the model built by `make_model(width,
+    key, depth=depth)`. The results file then has a `depth` column and the run key
     `base_depth=` and `depth=` parts (a width-only file cannot take depth rows: use a
-    new `out`).
+    new `out`). `branches` names the residual branches' output projections of your own
+    model for a depth spec (`c.init(branches=)`, docs/models.md "Depth"; a
+    `FILE.py:FUNC` model's `BRANCHES` list by default).
 
     ```python
     import tempfile
@@ -632,8 +643,8 @@ def sweep(
         raise SweepError(f"`batch_size` must be None or an int >= 1; got {batch_size!r}.")
     if not (isinstance(weight_decay, int | float) and 0 <= weight_decay < math.inf):
         raise SweepError(f"`weight_decay` must be a number >= 0; got {weight_decay!r}.")
-    label, resolve, roles, layouts, tied = _model_source(model, make_batch, loss, roles,
-                                                         layouts, tied)
+    label, resolve, roles, layouts, tied, branches = _model_source(
+        model, make_batch, loss, roles, layouts, tied, branches)
     results = ResultsFile(Path(out) / "results.csv")
     done = results.done_keys()  # validates the file first; raises on a foreign one
     fingerprints = {spec: spec_fingerprint(spec, base_width) for spec in dict.fromkeys(specs)}
@@ -683,7 +694,7 @@ def sweep(
 
     task = resolve(batch_size)
     options = _Options(base_width, float(weight_decay), roles, layouts, tied, optimizer,
-                       depth=depth, base_depth=base_depth)
+                       base_depth=base_depth, compile_depth=depth, branches=branches)
 
     def at(depth: int | None) -> _Options:
         return options if depth is None else dataclasses.replace(options, depth=depth)

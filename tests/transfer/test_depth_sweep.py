@@ -4,6 +4,7 @@ with depth in place of width (`summarize(axis="depth")`, the any-table reader, t
 
 import json
 import math
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -188,3 +189,19 @@ def test_completep_scales_the_branches_of_a_depth_sweep(tmp_path):
     assert loss["completep", 1] == pytest.approx(loss["mup", 1], rel=1e-6)
     # (float reassociation alone moves a loss by ~1e-7 relative; here it is ~1e-3)
     assert abs(loss["completep", 4] - loss["mup", 4]) > 1e-4 * loss["mup", 4]
+
+
+def test_a_model_files_branches_reach_a_depth_sweep(tmp_path):
+    """`--model FILE.py:FUNC` with a depth spec: the file's BRANCHES list is passed to
+    `c.init` (without it a user model's repeated blocks have no branch to scale and
+    `c.init` refuses), so a GPT written elsewhere sweeps across depth under completep."""
+    from paramspec._transfer._sweep import sweep
+
+    gpt = str(Path(__file__).resolve().parents[1] / "usermodels" / "gpt.py") + ":make_model"
+    report = sweep(["completep"], model=gpt, widths=[16], depths=[1, 2], lrs=[1e-2],
+                   seeds=[0], steps=2, out=tmp_path / "runs", progress=False,
+                   engine="sequential", tied={"wte.weight": "readout"})
+    assert report.ran == 2
+    rows = ResultsFile(report.results).final_rows()
+    assert sorted(r["depth"] for r in rows) == [1, 2]
+    assert all(r["status"] == "ok" for r in rows)
