@@ -431,15 +431,7 @@ def coord_check_cmd(
     if format is Format.json:
         _json({**result.to_dict(), "plot": str(png)})
     else:
-        rows = [[layer.name, layer.role, f"{layer.slope:+.3f}", f"{layer.predicted:+.3f}",
-                 f"-{layer.tolerance[0]:.2f}/+{layer.tolerance[1]:.2f}",
-                 "-" if layer.relative is None else f"{layer.relative:.2g}",
-                 {"pass": "pass", "fail": "FAIL", "flagged": "FLAG"}[layer.verdict]]
-                for layer in result.layers]
-        notes = "".join(f"\n{layer.name}: {layer.note}" for layer in result.layers
-                        if layer.note)
-        lr_text = f"lr {result.learning_rate:.3g}" + (
-            " (perturbative)" if result.learning_rate_source == "perturbative" else "")
+        rows, notes, lr_text = _coord_rows(result, with_role=True)
         _render_table(
             f"coordinate check of {result.spec} on {result.model} ({result.optimizer}, "
             f"{steps} step(s), {lr_text}, widths {','.join(map(str, width_list))})",
@@ -449,6 +441,20 @@ def coord_check_cmd(
             f"plot: {png}{notes}")
     if not result.passed:
         raise typer.Exit(EXIT_NO)
+
+
+def _coord_rows(result: Any, with_role: bool) -> tuple[list[list[str]], str, str]:
+    """A coordinate check's table rows (across width: with each layer's role), its notes
+    and its learning-rate text, for `coord-check` with --widths or --depths."""
+    rows = [[layer.name, *([layer.role] if with_role else []), f"{layer.slope:+.3f}",
+             f"{layer.predicted:+.3f}", f"-{layer.tolerance[0]:.2f}/+{layer.tolerance[1]:.2f}",
+             "-" if layer.relative is None else f"{layer.relative:.2g}",
+             {"pass": "pass", "fail": "FAIL", "flagged": "FLAG"}[layer.verdict]]
+            for layer in result.layers]
+    notes = "".join(f"\n{layer.name}: {layer.note}" for layer in result.layers if layer.note)
+    lr_text = f"lr {result.learning_rate:.3g}" + (
+        " (perturbative)" if result.learning_rate_source == "perturbative" else "")
+    return rows, notes, lr_text
 
 
 def _coord_check_depth(spec: str, model: str, depths: list[int], width: int, steps: int,
@@ -471,15 +477,7 @@ def _coord_check_depth(spec: str, model: str, depths: list[int], width: int, ste
     if format is Format.json:
         _json({**result.to_dict(), "plot": str(png)})
     else:
-        rows = [[layer.name, f"{layer.slope:+.3f}", f"{layer.predicted:+.3f}",
-                 f"-{layer.tolerance[0]:.2f}/+{layer.tolerance[1]:.2f}",
-                 f"{layer.relative:.2g}",
-                 {"pass": "pass", "fail": "FAIL", "flagged": "FLAG"}[layer.verdict]]
-                for layer in result.layers]
-        notes = "".join(f"\n{layer.name}: {layer.note}" for layer in result.layers
-                        if layer.note)
-        lr_text = f"lr {result.learning_rate:.3g}" + (
-            " (perturbative)" if result.learning_rate_source == "perturbative" else "")
+        rows, notes, lr_text = _coord_rows(result, with_role=False)
         _render_table(
             f"coordinate check across depth of {result.spec} on {result.model} "
             f"({result.optimizer}, {steps} step(s), {lr_text}, width {width}, depths "

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 from pathlib import Path
 from typing import Any
 
@@ -101,37 +100,7 @@ def teacher_task(teacher_width: int) -> Any:
 
     if teacher_width == _sweep._TEACHER_WIDTH:
         return "mlp"
-    import jax
-    import jax.numpy as jnp
-
-    from paramspec.models import mlp
-
-    k1, k2, k3 = jax.random.split(jax.random.key(1234), 3)
-    n_in, n_out = _sweep._MLP_IN, _sweep._MLP_OUT
-    w1 = jax.random.normal(k1, (n_in, teacher_width)) / math.sqrt(n_in)
-    w2 = jax.random.normal(k2, (teacher_width, n_out)) / math.sqrt(teacher_width)
-
-    def teacher(x: Any) -> Any:
-        return jnp.tanh(2.0 * x @ w1) @ w2
-
-    scale = float(jnp.std(teacher(jax.random.normal(k3, (4096, n_in)))))
-
-    def draw(key: Any, n: int) -> tuple[Any, Any]:
-        x = jax.random.normal(key, (n, n_in))
-        return x, teacher(x) / scale
-
-    def train_data(seed: int, steps: int) -> Any:
-        keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 1), steps)
-        return jax.vmap(lambda k: draw(k, 64))(keys)
-
-    return _sweep.Task(
-        f"mlp-teacher{teacher_width}",
-        functools.partial(mlp, in_size=n_in, out_size=n_out, depth=2),
-        _sweep._mse,
-        train_data,
-        draw(jax.random.key(_sweep._EVAL_SEED), 1024),
-        64,
-    )
+    return _sweep._mlp_task(64, teacher_width, name=f"mlp-teacher{teacher_width}")
 
 
 def sweep_variants(out: str | Path, progress: bool = True) -> list[Any]:

@@ -99,7 +99,10 @@ def _cross_entropy(model: Any, batch: Any) -> Any:
     return optax.softmax_cross_entropy_with_integer_labels(jax.vmap(model)(x), y).mean()
 
 
-def _mlp_task(batch_size: int) -> Task:
+def _mlp_task(batch_size: int, teacher_width: int = _TEACHER_WIDTH,
+              name: str = "mlp") -> Task:
+    """The MLP teacher task (`teacher_width`: the fixed random teacher's hidden width;
+    benchmarks/transfer/drift.py varies it)."""
     import functools
 
     import jax
@@ -108,8 +111,8 @@ def _mlp_task(batch_size: int) -> Task:
     from ..models import mlp
 
     k1, k2, k3 = jax.random.split(jax.random.key(1234), 3)
-    w1 = jax.random.normal(k1, (_MLP_IN, _TEACHER_WIDTH)) / math.sqrt(_MLP_IN)
-    w2 = jax.random.normal(k2, (_TEACHER_WIDTH, _MLP_OUT)) / math.sqrt(_TEACHER_WIDTH)
+    w1 = jax.random.normal(k1, (_MLP_IN, teacher_width)) / math.sqrt(_MLP_IN)
+    w2 = jax.random.normal(k2, (teacher_width, _MLP_OUT)) / math.sqrt(teacher_width)
 
     def teacher(x: Any) -> Any:
         return jnp.tanh(2.0 * x @ w1) @ w2
@@ -125,7 +128,7 @@ def _mlp_task(batch_size: int) -> Task:
         return jax.vmap(lambda k: draw(k, batch_size))(keys)
 
     return Task(
-        "mlp",
+        name,
         functools.partial(mlp, in_size=_MLP_IN, out_size=_MLP_OUT, depth=2),
         _mse,
         train_data,
