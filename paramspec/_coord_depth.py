@@ -392,9 +392,7 @@ def coord_check_depth(
 def plot_depth_check(checks: Sequence[DepthCheck], path: Any) -> Any:
     """Log-log rms change against depth: one panel per quantity, one curve per check
     (spec), with the measured and the predicted slope in the legend."""
-    from pathlib import Path
-
-    from ._transfer._plots import _pyplot
+    from ._transfer._plots import _pyplot, save_figure
 
     plt = _pyplot()
     names = [layer.name for layer in checks[0].layers]
@@ -412,9 +410,4 @@ def plot_depth_check(checks: Sequence[DepthCheck], path: Any) -> Any:
     axes[0][0].set_ylabel("rms change (slope, predicted)")
     fig.suptitle(f"coordinate check across depth ({checks[0].optimizer}, width "
                  f"{checks[0].width}, {checks[0].steps} step(s))", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -47,6 +47,12 @@ def plot_coord_check(check: Any, path: str | Path) -> Path:
         fontsize=9,
     )
     ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Lay out, save (creating the folder) and close a coordinate-check figure."""
+    plt = _pyplot()
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
