@@ -126,12 +126,15 @@ def _reading(summary: dict, grid_ratio: float, rows: list[dict]) -> list[str]:
                 f"- Does depth help {spec} at its own best learning rate? L* {first['loss_star']:.3f} "
                 f"at depth {first['depth']}, {last['loss_star']:.3f} at depth {last['depth']}."
             )
+    seeds = {row["seed"] for row in rows}
+    seed_text = ("one seed, so no estimate of the seed noise" if len(seeds) == 1 else
+                 f"{len(seeds)} seeds, averaged before the fit")
     out += [
         "",
         "Caveats: a character model of width 32 and at most 16 blocks, trained for a few "
         "hundred steps on a CPU, is far from the paper's scales (CompleteP trains up to "
         "hundreds of layers for tokens-per-parameter budgets); depth 2 to 16 is 3 octaves "
-        "of depth; seeds are averaged before the fit; a drift below 1 grid step is within "
+        f"of depth; {seed_text}; a drift below 1 grid step is within "
         "the resolution of the grid. The best loss at each depth (`L*` column) also says "
         "whether adding blocks helped at all in this budget. R(∞) fits three unknowns to "
         "the few depths swept: with 3 or 4 depths it is barely determined (read `L*` per "
