@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -43,8 +42,10 @@ from paramspec._optax._chain import build_optimizer
 from paramspec._optax._muon import shape_factor
 
 try:  # run as a script from the repository root or as a module
+    from benchmarks._timing import rotated_times
     from benchmarks.optimizer_step import make_params, per_leaf_numbers
 except ImportError:  # pragma: no cover
+    from _timing import rotated_times  # type: ignore[no-redef]
     from optimizer_step import make_params, per_leaf_numbers  # type: ignore[no-redef]
 
 
@@ -114,17 +115,7 @@ def main() -> None:
         state = jax.jit(opt.init)(p)
         runs[name] = {"step": step_fn(opt, p, state, grads), "params": p, "state": state}
 
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    for i in range(args.warmup + args.repeats):
-        k = i % len(names)
-        for name in names[k:] + names[:k]:
-            run = runs[name]
-            start = time.perf_counter()
-            run["params"], run["state"] = run["step"](run["params"], run["state"], grads)
-            jax.block_until_ready((run["params"], run["state"]))
-            if i >= args.warmup:
-                times[name].append(time.perf_counter() - start)
+    times = rotated_times(runs, grads, args.warmup, args.repeats)
     median = {name: statistics.median(t) for name, t in times.items()}
     # XLA's own count of the compiled step's work: deterministic, unlike the wall time
     # of a shared machine

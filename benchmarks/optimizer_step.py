@@ -33,7 +33,6 @@ import argparse
 import importlib.util
 import json
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +41,11 @@ import optax
 
 from paramspec._optax import _atan2
 from paramspec._optax._chain import build_optimizer
+
+try:  # run as a script from the repository root or as a module
+    from benchmarks._timing import rotated_times
+except ImportError:  # pragma: no cover
+    from _timing import rotated_times  # type: ignore[no-redef]
 
 
 def make_params(width: int, vocab: int, blocks: int) -> dict[str, jax.Array]:
@@ -165,20 +169,7 @@ def main() -> None:
         runs[name] = {"step": step, "params": p, "state": state}
     state_bytes = {name: nbytes(run["state"]) for name, run in runs.items()}
 
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    for i in range(args.warmup + args.repeats):
-        # Interleaved, the order rotated every round (A B C, B C A, C A B, ...), so that
-        # no optimizer always runs first or after the same one.
-        k = i % len(names)
-        for name in names[k:] + names[:k]:
-            run = runs[name]
-            start = time.perf_counter()
-            run["params"], run["state"] = run["step"](run["params"], run["state"], grads)
-            jax.block_until_ready((run["params"], run["state"]))
-            if i >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-
+    times = rotated_times(runs, grads, args.warmup, args.repeats)
     median = {name: statistics.median(t) for name, t in times.items()}
     result = {
         "device": str(jax.devices()[0].device_kind),
