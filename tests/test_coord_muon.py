@@ -10,39 +10,20 @@ transformer's logits measure -0.10 (a finite-size correction of the readout's W 
 which converges from below: -0.06 at 64..1024), so the transformer is checked wide only.
 """
 
-import functools
-
-import jax
-import jax.numpy as jnp
-import optax
 import pytest
 
 from paramspec import models
 from paramspec._coord import coord_check
+from tests import test_coord  # the same tasks as the width check under Adam
 
 SMALL, WIDE = (64, 128, 256), (64, 128, 256, 512, 1024)
 
 
 def _mlp_task():
-    key = jax.random.key(42)
-    x = jax.random.normal(key, (16, 16))
-    y = jax.random.normal(jax.random.fold_in(key, 1), (16, 8))
-    return models.mlp, (x, y), lambda m, b: jnp.mean((jax.vmap(m)(b[0]) - b[1]) ** 2)
+    return (models.mlp, *test_coord._mlp_task())
 
 
-def _transformer_task():
-    tokens = jax.random.randint(jax.random.key(0), (4, 9), 0, 32)
-
-    def loss(model, inputs):
-        logits = jax.vmap(model)(inputs)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
-
-    make = functools.partial(models.transformer, vocab=32, seq_len=8, depth=1)
-    return make, tokens[:, :-1], loss
-
-
-def _slopes(result):
-    return {layer.name: round(layer.slope, 3) for layer in result.layers}
+_transformer_task, _slopes = test_coord._transformer_task, test_coord._slopes
 
 
 @pytest.mark.parametrize("task, widths", [
