@@ -21,6 +21,7 @@ import pytest
 import paramspec as ps
 from paramspec._equinox._depth_learn import learn_places
 from paramspec.models import Block, mlp, transformer
+from tests import training
 from tests.usermodels import gpt, llama
 
 KEY = jax.random.key(0)
@@ -196,20 +197,7 @@ def test_user_models_get_the_depth_factors_on_the_right_parameters(name):
 def _train(module, c, steps, **kw):
     model = c.init(module.make_model, KEY, branches=module.BRANCHES, **kw)
     opt = c.optimizer(model, learning_rate=3e-3)
-    state = opt.init(eqx.filter(model, eqx.is_inexact_array))
-    x, y = module.make_batch(jax.random.key(1))
-
-    @eqx.filter_jit
-    def step(model, state):
-        value, grads = eqx.filter_value_and_grad(module.loss)(model, x, y)
-        updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
-        return eqx.apply_updates(model, updates), state, value
-
-    losses = []
-    for _ in range(steps + 1):
-        model, state, value = step(model, state)
-        losses.append(float(value))
-    return np.asarray(losses)
+    return training.losses(module, model, opt, steps + 1)
 
 
 @pytest.mark.slow

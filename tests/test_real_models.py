@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 
 import paramspec as ps
+from tests import training
 from tests.test_usermodels import FANS
 
 MODELS = ("gpt", "vit", "cnn", "llama", "moe")
@@ -164,20 +165,7 @@ def _train(name, spec, optimizer, width=2 * BASE, steps=STEPS):
     model = c.init(m.make_model, KEY, **_kwargs(m))
     _check_roles_and_fans(name, c, model)
     opt = c.optimizer(model, learning_rate=LR[optimizer])
-    state = opt.init(eqx.filter(model, eqx.is_inexact_array))
-    x, y = m.make_batch(jax.random.key(1))
-
-    @eqx.filter_jit
-    def step(model, state):
-        value, grads = eqx.filter_value_and_grad(m.loss)(model, x, y)
-        updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
-        return eqx.apply_updates(model, updates), state, value
-
-    losses = []
-    for _ in range(steps + 1):  # the last call's value is the loss after `steps` steps
-        model, state, value = step(model, state)
-        losses.append(float(value))
-    return np.asarray(losses)
+    return training.losses(m, model, opt, steps + 1)  # the last: after `steps` steps
 
 
 def _assert_trains(losses, what):

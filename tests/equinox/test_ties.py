@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 import paramspec as ps
+from tests import training
 from tests.equinox._small_models import VOCAB, TiedAsTable, TiedGPT
 
 KEY = jax.random.key(0)
@@ -126,20 +127,7 @@ def test_the_third_party_gpt_with_its_tied_head_trains_under_every_builtin(spec)
     with pytest.raises(ps.SpecError, match=r'tied=\{"wte.weight": "readout"\}'):
         c.init(gpt.make_model, KEY)  # as written: the undeclared tie is found at init
     model = c.init(gpt.make_model, KEY, tied=TIED)
-    x, y = gpt.make_batch(jax.random.key(1))
-    opt = c.optimizer(model, learning_rate=1e-2)
-    state = opt.init(eqx.filter(model, eqx.is_inexact_array))
-
-    @eqx.filter_jit
-    def step(model, state):
-        loss, grads = eqx.filter_value_and_grad(gpt.loss)(model, x, y)
-        updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
-        return eqx.apply_updates(model, updates), state, loss
-
-    losses = []
-    for _ in range(20):
-        model, state, loss = step(model, state)
-        losses.append(float(loss))
+    losses = training.losses(gpt, model, c.optimizer(model, learning_rate=1e-2), 20)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.5 * losses[0]
     # At the base width every built-in is sp: 4.96 against ln 64 = 4.16 (the plain
     # GPT-2-init model: 4.17); the readout use also sees the token's own std-1 embedding.
