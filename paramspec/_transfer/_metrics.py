@@ -352,7 +352,8 @@ def _penalty_at(rho: float, n: np.ndarray, gap: np.ndarray) -> tuple[float, floa
 
 
 def asymptotic_penalty(
-    widths: Sequence[float], loss_p: Sequence[float], loss_ref: Sequence[float]
+    widths: Sequence[float], loss_p: Sequence[float], loss_ref: Sequence[float],
+    axis: str = "width",
 ) -> Penalty:
     r"""Fit $L^*_P(n) - L^*_{ref}(n) = R(\infty) + A n^{-\rho}$; $R(\infty)$ is the penalty.
 
@@ -364,6 +365,7 @@ def asymptotic_penalty(
     1-D grid finds the global one over the stated range. The best ρ on the
     boundary (0.01 or 3) means the data don't pin it down; with A ≈ 0, ρ is
     meaningless. R(∞) is an extrapolation: trust it as far as the widths reach.
+    `axis` (`"width"`, `"depth"`) names the size in the messages.
 
     **Undetermined fits raise.** When the gap is still moving at the largest width
     (e.g. it grows like ln n over the measured widths), the best ρ runs to the small
@@ -402,12 +404,13 @@ def asymptotic_penalty(
     seen = float(gap.max() - gap.min())
     if beyond > seen + 1e-12 * max(1.0, float(np.abs(gap).max())):
         raise TransferMetricError(
-            f"R(inf) is undetermined: the loss gap still moves at the largest width "
+            f"R(inf) is undetermined: the loss gap still moves at the largest {axis} "
             f"(best rho = {rho:.2g}), so the fit R(inf) + A n^(-rho) would extrapolate "
-            f"{beyond:.3g} beyond width {n.max() * n0:g}, more than the {seen:.3g} the gap "
-            f"moved across widths {n.min() * n0:g}..{n.max() * n0:g} (its R(inf) would be "
-            f"{r_inf:.3g}); the gap at the largest width is {gap[np.argmax(n)]:.3g}. "
-            "Add wider widths to pin the limit down."
+            f"{beyond:.3g} beyond {axis} {n.max() * n0:g}, more than the {seen:.3g} the gap "
+            f"moved across {axis}s {n.min() * n0:g}..{n.max() * n0:g} (its R(inf) would be "
+            f"{r_inf:.3g}); the gap at the largest {axis} is {gap[np.argmax(n)]:.3g}. "
+            f"Add {'wider widths' if axis == 'width' else f'larger {axis}s'} to pin the "
+            "limit down."
         )
     return Penalty(r_inf, a * n0**rho, rho)
 
@@ -668,10 +671,9 @@ def _penalty(
         )
     try:
         fit = asymptotic_penalty(
-            shared, [mine[w].loss_star for w in shared], [ref[w].loss_star for w in shared]
+            shared, [mine[w].loss_star for w in shared], [ref[w].loss_star for w in shared],
+            axis=axis,
         )
     except TransferMetricError as error:  # an ill-conditioned extrapolation: no number
-        message = (error.message if axis == "width" else
-                   error.message.replace("wider widths", f"larger {axis}s").replace("width", axis))
-        return entry, f"{message} (reference {reference!r})"
+        return entry, f"{error.message} (reference {reference!r})"
     return {**entry, "R_inf": fit.r_inf, "A": fit.a, "rho": fit.rho}, None
