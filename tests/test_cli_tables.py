@@ -120,3 +120,11 @@ def test_on_a_colour_terminal_the_table_is_whole_too(long_spec):
 
 def test_strip_line_ends_keeps_the_colour_codes_that_close_a_line():
     assert strip_line_ends("a  \x1b[0m\nb \n c \x1b[1m  \x1b[0m\n") == "a\x1b[0m\nb\n c\x1b[1m\x1b[0m\n"
+
+
+def test_list_shows_the_whole_first_line_of_a_long_doc():
+    from paramspec._cli import _summary
+
+    first = ("A spec whose summary line runs well past the hundred characters that "
+             "`paramspec list` used to cut to three dots")
+    assert len(first) > 100 and _summary(f"\n  {first}\n\nMore text.\n") == first
