@@ -103,12 +103,19 @@ def _render_table(title: str, columns: list[str], rows: list[list[str]],
     from rich.console import Console
     from rich.table import Table
 
+    from ._fullwidth import natural_width, strip_line_ends
+
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
     for i, col in enumerate(columns):
         table.add_column(col, justify="left" if i < 2 else "right", no_wrap=True)
     for row in rows:
         table.add_row(*row)
-    Console(width=max(min_width, len(title))).print(table)
+    # As wide as the widest row: no cell cut to `…` (a narrower terminal wraps the lines);
+    # colour only on a terminal, as rich decides.
+    console = Console(width=max(min_width, len(title), natural_width(table)))
+    with console.capture() as captured:
+        console.print(table)
+    sys.stdout.write(strip_line_ends(captured.get()))
 
 
 def _num(x: float | None) -> str:
@@ -282,11 +289,10 @@ def equiv_cmd(
 # ---------------------------------------------------------------------------- list
 
 
-def _summary(doc: str | None, limit: int = 100) -> str:
-    """The first line of a doc string (by convention a one-line summary)."""
+def _summary(doc: str | None) -> str:
+    """The first line of a doc string (by convention a one-line summary), in full."""
     lines = (doc or "").strip().splitlines()
-    text = lines[0].strip() if lines else ""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return lines[0].strip() if lines else ""
 
 
 @app.command("list")

@@ -679,13 +679,16 @@ def check(
 
 
 def to_text(renderable: Any, *, width: int = 110) -> str:
-    """Plain text of a rich renderable (no colour, fixed width: deterministic)."""
+    """Plain text of a rich renderable (no colour, fixed width: deterministic), wider than
+    `width` where a table needs it to show every cell in full (paramspec._fullwidth)."""
     from rich.console import Console
+
+    from .._fullwidth import natural_width
 
     buffer = io.StringIO()
     console = Console(
         file=buffer,
-        width=width,
+        width=max(width, natural_width(renderable)),
         color_system=None,
         force_terminal=False,
         legacy_windows=False,
