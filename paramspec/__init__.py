@@ -74,6 +74,7 @@ _LAZY = {
     "DepthCheck": "._coord_depth",
     # learning-rate sweeps (JAX)
     "sweep": "._transfer._sweep",
+    "use_every_cpu_core": "._transfer._vectorised",
     "transfer_metrics": "._transfer._table",
 }
 _SUBMODULES = ("models",)
@@ -110,6 +111,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from ._optax import scale_by_adam_per_leaf_eps as scale_by_adam_per_leaf_eps
     from ._transfer._sweep import sweep as sweep
     from ._transfer._table import transfer_metrics as transfer_metrics
+    from ._transfer._vectorised import use_every_cpu_core as use_every_cpu_core
 
 
 def __getattr__(name: str) -> Any:

@@ -605,7 +605,10 @@ def sweep_cmd(
     from ._transfer import ResultsFile, TransferMetricError, summarize
     from ._transfer._plots import plot_sweep
     from ._transfer._sweep import sweep
+    from ._transfer._vectorised import use_every_cpu_core
 
+    if engine == "vectorised":
+        use_every_cpu_core()  # before JAX starts: one CPU device per core
     if seeds < 1:
         raise SpecError(f"--seeds must be >= 1; got {seeds}")
     report = sweep(specs, model=model, widths=_ints("--widths", widths),

@@ -164,6 +164,10 @@ def main() -> None:
     parser.add_argument("--from-results", action="store_true",
                         help="write the page from the results file, training nothing")
     args = parser.parse_args()
+
+    from paramspec import use_every_cpu_core
+
+    use_every_cpu_core()  # as `paramspec sweep`: one CPU device per core, before JAX starts
     if args.quick:
         args.depths, args.steps, args.lr_min, args.lr_max = "2,4", 10, -6.0, -5.0
 

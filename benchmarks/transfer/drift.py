@@ -304,6 +304,10 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--only", default=None, help="comma-separated variants to sweep")
     args = parser.parse_args()
+
+    from paramspec import use_every_cpu_core
+
+    use_every_cpu_core()  # as `paramspec sweep`: one CPU device per core, before JAX starts
     if args.only:
         keep = set(args.only.split(","))
         for name in list(VARIANTS):

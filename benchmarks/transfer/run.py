@@ -83,6 +83,10 @@ def main() -> None:
                         help="write the page from the results files, training nothing")
     args = parser.parse_args()
 
+    from paramspec import use_every_cpu_core
+
+    use_every_cpu_core()  # as `paramspec sweep`: one CPU device per core, before JAX starts
+
     from paramspec._transfer import ResultsFile, summarize
     from paramspec._transfer._plots import plot_sweep
     from paramspec._transfer._sweep import SweepReport, sweep

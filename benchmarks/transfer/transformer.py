@@ -167,6 +167,10 @@ def main() -> None:
                         help="train nothing: write the page from the results file as it is "
                         "(runs of the grid that are missing are listed on the page)")
     args = parser.parse_args()
+
+    from paramspec import use_every_cpu_core
+
+    use_every_cpu_core()  # as `paramspec sweep`: one CPU device per core, before JAX starts
     if args.quick:
         args.widths, args.steps, args.lr_min, args.lr_max = "32,64", 20, -8.0, -7.0
 

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["VectorTrainer", "default_chunk_size"]
+__all__ = ["VectorTrainer", "default_chunk_size", "use_every_cpu_core"]
 
 _SEGMENTS = 10  # progress updates per chunk
 _COPIES_PER_RUN = 8  # parameter-sized buffers one run holds (see the module docstring)
@@ -56,6 +56,40 @@ _COPIES_PER_RUN = 8  # parameter-sized buffers one run holds (see the module doc
 # wins up to 7x), few of a large one. (4 MiB gave chunks of 3 runs of a width-128 MLP,
 # which measured 1.2x to 1.7x slower than chunks of 8; 24 at once was slower again.)
 _CPU_CACHE_BYTES = 8 << 20
+
+
+def use_every_cpu_core() -> int | None:
+    """Ask JAX for one CPU device per core, so that the run axis is sharded over all of
+    them; returns the device count set, or None when nothing was changed.
+
+    Why: XLA:CPU runs a batched (vmapped) matrix product on one core, so with JAX's
+    default single CPU device a chunk of runs trains on one core while the others
+    idle; one device per core trains a share of the chunk on each
+    (docs/performance.md#sweep-engines). The count can only be set before JAX's
+    backends start, so `paramspec sweep` calls this first thing; from Python, call it
+    (or `jax.config.update("jax_num_cpu_devices", N)`) right after `import jax`.
+    Nothing is changed when JAX has already started, when the user chose a count
+    (`JAX_NUM_CPU_DEVICES`, `jax_num_cpu_devices`, or `XLA_FLAGS`'
+    `--xla_force_host_platform_device_count`), or on a single core. The other
+    platforms' devices (a GPU's) are not affected.
+    """
+    import jax
+
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    if jax.config.jax_num_cpu_devices != -1:  # set by the user (or JAX_NUM_CPU_DEVICES)
+        return None
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may run on
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if cores < 2:
+        return None
+    try:
+        jax.config.update("jax_num_cpu_devices", cores)
+    except RuntimeError:  # JAX's backends have started: too late to change
+        return None
+    return cores
 
 
 def _memory_bytes() -> int:
