@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from fractions import Fraction
 from pathlib import Path
 
@@ -37,7 +38,15 @@ def _read(path: Path, span: Span | None = None) -> Spec:
             hint="check the path, or use a built-in name (`paramspec list`)",
             span=span,
         ) from None
-    return parse(data, file=str(path))
+    return _parsed(data, str(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(data: bytes, file: str) -> Spec:
+    """`parse` of a file's bytes, kept by content: a sweep (or a notebook) loads the same
+    specs many times, the parse is most of a load, and a `Spec` is frozen. An edited
+    file has other bytes, so it is parsed again; a parse error is raised each time."""
+    return parse(data, file=file)
 
 
 def _find(ref: str, relative_to: Path | None, span: Span | None) -> Path:

@@ -117,3 +117,25 @@ def test_values_use_actual_fans():
     assert c.multiplier("readout") == pytest.approx(0.5)
     with pytest.raises(ps.SpecError, match="has no block `nope`"):
         c.value("nope", "init")
+
+
+def test_a_file_is_parsed_once_per_content(tmp_path, monkeypatch):
+    # A sweep loads its specs many times: the parse is kept by the file's bytes, and an
+    # edited file is parsed again.
+    from paramspec import _library
+    from paramspec._library import load
+    from paramspec._resources import specs_dir
+
+    parsed = []
+    real = _library.parse
+    monkeypatch.setattr(_library, "parse", lambda data, file: parsed.append(file) or
+                        real(data, file=file))
+    _library._parsed.cache_clear()
+    path = tmp_path / "mine.pspec"
+    path.write_text((specs_dir() / "mup.pspec").read_text())
+    first, again = load(str(path)), load(str(path))
+    assert again is first and parsed == [str(path)]
+    path.write_text(path.read_text().replace("optimizer adam", "optimizer sgd"))
+    edited = load(str(path))
+    assert parsed == [str(path), str(path)] and (first.optimizer, edited.optimizer) == (
+        "adam", "sgd")

@@ -25,7 +25,8 @@ sequential engine's step, inside one `jax.lax.scan` over the steps:
   progress bar shows the steps of the chunk in flight; when the steps are not a
   multiple of the segment length, the last segment is shorter (a second compiled
   length, rather than masking every update). The data of all steps is placed on the
-  device once per (spec, width) and each step's batches are indexed there.
+  devices once per (task, seeds, steps), for all the sweep's (spec, width) groups, and
+  each step's batches are indexed there.
 
 The data of each seed is drawn by the task exactly as the sequential engine draws it
 (`task.train_data(seed, steps)`), and each run starts from `compiled.init(make_model,
@@ -56,6 +57,10 @@ _COPIES_PER_RUN = 8  # parameter-sized buffers one run holds (see the module doc
 # wins up to 7x), few of a large one. (4 MiB gave chunks of 3 runs of a width-128 MLP,
 # which measured 1.2x to 1.7x slower than chunks of 8; 24 at once was slower again.)
 _CPU_CACHE_BYTES = 8 << 20
+# Device-placed data of the most recent (task, seeds, steps): every (spec, width) of a
+# sweep trains on the same batches, so they are drawn and placed once (`_data`).
+_DATA: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+_MAX_DATA = 2
 
 
 def use_every_cpu_core() -> int | None:
@@ -209,21 +214,16 @@ class VectorTrainer:
         yields `(chunk, final losses, wall seconds per run)` as each chunk finishes."""
         import jax
 
-        task = self.setup.task
         seeds = sorted({run[4] for run in runs})
         where = {seed: i for i, seed in enumerate(seeds)}
-        # Initial parameters and data of each seed, drawn once for all its runs.
+        # Initial parameters of each seed, drawn once for all its runs.
         trees = [self._params(seed) for seed in seeds]
-        inits = [jax.tree.leaves(tree) for tree in trees]
-        per_seed = [task.train_data(seed, steps) for seed in seeds]
-        # [steps, seeds, ...]: the scan walks the steps and each run picks its seed.
-        data = jax.tree.map(lambda *d: np.stack([np.asarray(x) for x in d], axis=1), *per_seed)
+        inits = [[np.asarray(x) for x in jax.tree.leaves(tree)] for tree in trees]
+        data, eval_batch = self._data(tuple(seeds), steps)
         length = math.ceil(steps / min(_SEGMENTS, steps))
         # Segments of `length` steps and a shorter last one if `steps` is not a multiple
         # (a second compiled length, instead of masking every update of every step).
         bounds = [(t, min(length, steps - t)) for t in range(0, steps, length)]
-        data = jax.tree.map(lambda d: self._put(d, self.replicated), data)
-        eval_batch = jax.tree.map(lambda x: self._put(x, self.replicated), task.eval_batch)
         treedef = jax.tree.structure(trees[0])
 
         size = self.chunk_size(chunk_size, len(runs))
@@ -256,6 +256,28 @@ class VectorTrainer:
             losses = self._gather(self._evaluate(carry[0], eval_batch))[: len(chunk)]
             wall = (time.perf_counter() - t0) / len(chunk)
             yield chunk, [float(x) for x in losses], wall
+
+    def _data(self, seeds: tuple[int, ...], steps: int) -> tuple[Any, Any]:
+        """The training data of `seeds` stacked as `[steps, seeds, ...]` (the scan walks
+        the steps, each run picks its seed) and the evaluation batch, both placed on the
+        devices. Kept for the next (spec, width) of the sweep (`_DATA`): the data depends
+        only on the task, the seeds and the steps."""
+        import jax
+
+        task = self.setup.task
+        key = (id(task), seeds, steps, tuple(self.devices))
+        kept = _DATA.pop(key, None)
+        if kept is None or kept[0] is not task:
+            per_seed = [task.train_data(seed, steps) for seed in seeds]
+            data = jax.tree.map(lambda *d: np.stack([np.asarray(x) for x in d], axis=1),
+                                *per_seed)
+            kept = (task,  # held, so that `id(task)` cannot name another task meanwhile
+                    jax.tree.map(lambda d: self._put(d, self.replicated), data),
+                    jax.tree.map(lambda x: self._put(x, self.replicated), task.eval_batch))
+        _DATA[key] = kept  # most recent last
+        while len(_DATA) > _MAX_DATA:
+            _DATA.pop(next(iter(_DATA)))
+        return kept[1], kept[2]
 
     def _params(self, seed: int) -> Any:
         import equinox as eqx

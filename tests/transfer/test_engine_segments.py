@@ -18,3 +18,25 @@ def test_a_shorter_last_segment_trains_exactly_the_sequential_runs():
     for (_, _, lr, mult, seed), loss in zip(runs, losses, strict=True):
         assert loss == pytest.approx(sequential.run(lr, mult, seed, 13), rel=1e-5, abs=1e-7)
     assert losses[0] != losses[1]
+
+
+def test_each_seeds_data_is_drawn_once_for_every_spec_and_width(tmp_path):
+    # The data depends on the task, the seeds and the steps only: the vectorised engine
+    # draws it once for all (spec, width) groups, and again for another number of steps.
+    import dataclasses
+
+    from paramspec._transfer._sweep import sweep
+
+    base = make_task("mlp")
+    drawn = []
+
+    def train_data(seed, steps):
+        drawn.append((seed, steps))
+        return base.train_data(seed, steps)
+
+    task = dataclasses.replace(base, train_data=train_data)
+    grid = dict(model=task, widths=[8, 16], lrs=[1e-2, 1e-1], seeds=[0, 1], progress=False)
+    sweep(["mup", "sp"], steps=3, out=tmp_path / "a", **grid)
+    assert sorted(drawn) == [(0, 3), (1, 3)]
+    sweep(["mup"], steps=4, out=tmp_path / "b", **grid)
+    assert sorted(drawn) == [(0, 3), (0, 4), (1, 3), (1, 4)]
