@@ -58,9 +58,11 @@ _COPIES_PER_RUN = 8  # parameter-sized buffers one run holds (see the module doc
 # which measured 1.2x to 1.7x slower than chunks of 8; 24 at once was slower again.)
 _CPU_CACHE_BYTES = 8 << 20
 # Device-placed data of the most recent (task, seeds, steps): every (spec, width) of a
-# sweep trains on the same batches, so they are drawn and placed once (`_data`).
+# sweep trains on the same batches, so they are drawn and placed once (`_data`). Only
+# data of at most `_KEEP_BYTES` is kept after its use (a large dataset is not held in
+# the device's memory once the sweep is done; it is drawn again per (spec, width)).
 _DATA: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
-_MAX_DATA = 2
+_KEEP_BYTES = 64 << 20
 
 
 def use_every_cpu_core() -> int | None:
@@ -266,17 +268,17 @@ class VectorTrainer:
 
         task = self.setup.task
         key = (id(task), seeds, steps, tuple(self.devices))
-        kept = _DATA.pop(key, None)
+        kept = _DATA.get(key)
         if kept is None or kept[0] is not task:
+            _DATA.clear()  # one entry: the most recent
             per_seed = [task.train_data(seed, steps) for seed in seeds]
             data = jax.tree.map(lambda *d: np.stack([np.asarray(x) for x in d], axis=1),
                                 *per_seed)
             kept = (task,  # held, so that `id(task)` cannot name another task meanwhile
                     jax.tree.map(lambda d: self._put(d, self.replicated), data),
                     jax.tree.map(lambda x: self._put(x, self.replicated), task.eval_batch))
-        _DATA[key] = kept  # most recent last
-        while len(_DATA) > _MAX_DATA:
-            _DATA.pop(next(iter(_DATA)))
+            if sum(x.nbytes for x in jax.tree.leaves(kept[1:])) <= _KEEP_BYTES:
+                _DATA[key] = kept
         return kept[1], kept[2]
 
     def _params(self, seed: int) -> Any:

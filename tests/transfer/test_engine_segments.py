@@ -40,3 +40,20 @@ def test_each_seeds_data_is_drawn_once_for_every_spec_and_width(tmp_path):
     assert sorted(drawn) == [(0, 3), (1, 3)]
     sweep(["mup"], steps=4, out=tmp_path / "b", **grid)
     assert sorted(drawn) == [(0, 3), (0, 4), (1, 3), (1, 4)]
+
+
+def test_large_data_is_not_kept_after_its_sweep(tmp_path, monkeypatch):
+    # Data above the keep budget is drawn per (spec, width) and not held afterwards.
+    import dataclasses
+
+    from paramspec._transfer import _vectorised
+    from paramspec._transfer._sweep import sweep
+
+    monkeypatch.setattr(_vectorised, "_KEEP_BYTES", 0)
+    base = make_task("mlp")
+    drawn = []
+    task = dataclasses.replace(
+        base, train_data=lambda seed, steps: drawn.append(seed) or base.train_data(seed, steps))
+    sweep(["mup"], model=task, widths=[8, 16], lrs=[1e-2], seeds=[0], steps=3,
+          out=tmp_path, progress=False)
+    assert drawn == [0, 0] and not _vectorised._DATA
