@@ -359,6 +359,8 @@ def linear_loss(model: Any, batch: tuple[Any, Any]) -> Any:
 def _make_step(opt: Any, loss: Callable[[Any, Any], Any], inputs: Any, jit: bool) -> Callable:
     import equinox as eqx
 
+    from ._equinox._jit import local_jit
+
     def step(model: Any, state: Any) -> tuple[Any, Any]:
         grads = eqx.filter_grad(loss)(model, inputs)
         updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
@@ -366,7 +368,9 @@ def _make_step(opt: Any, loss: Callable[[Any, Any], Any], inputs: Any, jit: bool
 
     # Each width and seed has its own optimizer (static per-leaf floats), so a jitted step
     # compiles once per run: for a few steps, running eagerly is several times faster.
-    return eqx.filter_jit(step) if jit else step
+    # `local_jit`, not `eqx.filter_jit`: the step is made per run, and its program must be
+    # freed with it (paramspec/_equinox/_jit.py).
+    return local_jit(step) if jit else step
 
 
 ROOT = "(output)"  # the name of the model's own output among recorded features

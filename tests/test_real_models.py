@@ -20,7 +20,8 @@ at adam (one forward each: at the base width every spec's model has the same sta
 metadata, so the jitted loss compiles once per model), and (b) under `mup`/adam at width
 64 for the GPT. The rest (the CNN and the LLaMA at the base width, and every model x
 spec x optimizer trained) is `@pytest.mark.slow`:
-`pytest -m slow tests/test_real_models.py`.
+`pytest -m slow tests/test_real_models.py`, one process (it crashed XLA after 45 cases
+while each run's jitted step stayed compiled: docs/models.md, "Many models in one process").
 """
 
 from __future__ import annotations

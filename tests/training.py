@@ -9,6 +9,8 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from paramspec._equinox._jit import local_jit
+
 
 def losses(module: ModuleType, model: Any, opt: Any, calls: int) -> np.ndarray:
     """The loss before each of `calls` optimizer steps of `opt` on `model`, on the model
@@ -17,7 +19,10 @@ def losses(module: ModuleType, model: Any, opt: Any, calls: int) -> np.ndarray:
     state = opt.init(eqx.filter(model, eqx.is_inexact_array))
     x, y = module.make_batch(jax.random.key(1))
 
-    @eqx.filter_jit
+    # `local_jit`, not `eqx.filter_jit`: each call's step (a new closure) is freed with it;
+    # eqx.filter_jit would keep every one compiled for the life of the process
+    # (paramspec/_equinox/_jit.py), and the slow real-models matrix compiles ~250.
+    @local_jit
     def step(model, state):
         value, grads = eqx.filter_value_and_grad(module.loss)(model, x, y)
         updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_inexact_array))

@@ -431,10 +431,14 @@ class _Trainer:
         import equinox as eqx
         import jax
 
+        from .._equinox._jit import local_jit
+
         self.setup = setup
         opt, loss, step = setup.opt, setup.task.loss, setup.step_fn()
 
-        @eqx.filter_jit
+        # `local_jit`, not `eqx.filter_jit`: a trainer evicted from `_TRAINERS` must free
+        # its compiled program (paramspec/_equinox/_jit.py).
+        @local_jit
         def train(model: Any, lr: Any, mult: Any, data: Any, eval_batch: Any) -> Any:
             params, static = eqx.partition(model, eqx.is_inexact_array)
 
